@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
-from . import evolution, geometry as geometry_mod, state as state_mod
+from . import evolution, geometry as geometry_mod, state as state_mod, truth as truth_mod
 from .chemistry import Chemistry, preset
 from .geometry import CellGeometry
 from .voltage import VoltageBreakdown, bulk_resistance_ohm, cell_voltage
@@ -189,7 +189,20 @@ class CellTwin:
             bulk_resistance_ohm=self.bulk_resistance_ohm(),
             cracks=[dict(vars(c)) for c in s.cracks],
         )
+        sem = self.semantic()
+        for side in state_mod.SIDES:
+            out[f"void_map_{side}_um"] = truth_mod.void_height_map_um(sem, self.geometry, side)
+            out[f"li_thickness_continuous_map_{side}_um"] = s.li_thickness_um(side)
+            out[f"subsurface_porosity_map_{side}"] = truth_mod.subsurface_porosity_map(sem, self.geometry, side)
+            out[f"local_current_density_now_{side}_mA_cm2"] = s.last_local_current.get(side)
+        pf = truth_mod.porosity_factor_maps(sem, self.geometry)
+        out["porosity_factor_map_in_plane"] = pf["in_plane"]
+        out["porosity_factor_map_through_plane"] = pf["through_plane"]
         return out
+
+    def crack_labels(self) -> np.ndarray:
+        """Crack id per voxel of the SE slab (0 none), int16 (z_se, y, x)."""
+        return truth_mod.crack_label_volume(self.state)
 
     def describe(self) -> dict:
         """Metadata for start documents: cell and twin (registry schema)."""

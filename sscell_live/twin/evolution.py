@@ -114,6 +114,13 @@ def initial_state(geometry: CellGeometry, chem: Chemistry, seed: int) -> tuple[C
         seed=int(rng.integers(2**31)),
     )
     pores &= pellet[None]
+    # hotspots are tied to the microstructure: pores right under a face block
+    # current there and push it to the dense neighbourhood
+    for side, face in (("top", pores[:2]), ("bottom", pores[-2:])):
+        surf = ndimage.gaussian_filter(face.mean(axis=0), chem.hotspot_length_um / v)
+        mod = np.clip(1.0 - (surf - surf[pellet].mean()) / max(surf[pellet].mean(), 1e-6) * 0.25, 0.2, 3.0)
+        g = conductance[side] * mod
+        conductance[side] = g / g[pellet].mean()
 
     state = CellState(
         geometry=geometry,
@@ -263,11 +270,15 @@ def _substep(state, chem, rates, aux, j, dt, rng) -> None:
         # the reducing current partly forms interphase instead of Li metal,
         # where the current flows; the reaction also eats Li metal and opens
         # voids (Lewis-LSPS: -8.9 % contact while being reduced)
-        d_inter = chem.interphase_um_per_mC_cm2 * chem.interphase_share * q * (j_plate / abs(j))
+        # half uniform (chemical reaction along the whole face), half following
+        # the local current smoothed over the hotspot length (electrochemical)
+        local = ndimage.gaussian_filter(j_plate / abs(j), chem.hotspot_length_um / g.voxel_size_um)
+        local = local / max(local[pellet].mean(), 1e-30)
+        d_inter = chem.interphase_um_per_mC_cm2 * chem.interphase_share * q * (0.5 + 0.5 * local) * pellet
         plated_um3 -= chem.interphase_share * li_moved_um3
         li_consumed_um3 = (chem.interphase_li_consumption - 1.0) * float(d_inter.sum()) * a
         hazard = chem.interphase_void_per_um * d_inter
-        opens = (d_inter > 0) & (rng.random(pellet.shape) < 1.0 - np.exp(-hazard))
+        opens = contact_columns(state, plate) & (rng.random(pellet.shape) < 1.0 - np.exp(-hazard))
         d_void_plate += np.where(opens, np.maximum(chem.initial_void_um * (0.8 + 0.4 * rng.random(pellet.shape)), g.voxel_size_um), 0.0)
     # Li into cracks, filaments and sub-surface pores comes out of the plating budget
     to_cracks = _feed_cracks(state, chem, rates, plate, plated_um3, q)
@@ -444,5 +455,6 @@ def _grow_filament(state, chem, rates, plate, j_plate, dt, rng) -> float:
 def _check_short(state: CellState) -> None:
     se = state.geometry.se_thickness_um
     for c in state.cracks:
-        if c.li_depth_um + c.li_far_um >= se - 1e-9:
+        if c.li_depth_um + c.li_far_um >= se - 1e-9 and not state.shorted:
             state.shorted = True
+            state.shorted_at_s = state.time_s

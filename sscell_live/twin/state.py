@@ -93,6 +93,7 @@ class CellState:
     cracks: list[Crack] = field(default_factory=list)
     li_in_pores_um3: float = 0.0  # continuous volume plated into pores (raster follows it)
     shorted: bool = False
+    shorted_at_s: float | None = None  # cell time of the short
     version: int = 0
     last_local_current: dict[str, np.ndarray] = field(default_factory=dict)
 

@@ -453,8 +453,7 @@ def _grow_filament(state, chem, rates, plate, j_plate, dt, rng) -> float:
 
 
 def _check_short(state: CellState) -> None:
-    se = state.geometry.se_thickness_um
     for c in state.cracks:
-        if c.li_depth_um + c.li_far_um >= se - 1e-9 and not state.shorted:
+        if not state.shorted and c.li_bridges(state.geometry):
             state.shorted = True
             state.shorted_at_s = state.time_s

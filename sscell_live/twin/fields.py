@@ -65,6 +65,8 @@ def pore_mask_3d(
     g = coarse_rng.standard_normal(coarse_shape)
     factor = np.clip(heterogeneity * g, -0.9, 3.0)
     local_phi_coarse = np.clip(porosity * (1 + factor), 0.0, 0.95)
+    # Gaussian threshold giving the block's porosity, computed once per block
+    threshold_coarse = np.sqrt(2.0) * special.erfinv(1.0 - 2.0 * np.clip(local_phi_coarse, 1e-6, 1 - 1e-6))
     if porosity == 0.0:
         return pores, factor.astype(np.float32)
 
@@ -83,7 +85,5 @@ def pore_mask_3d(
         zi = np.arange(z0, z1) // block_vox
         yi = np.arange(ny) // block_vox
         xi = np.arange(nx) // block_vox
-        phi = local_phi_coarse[np.ix_(zi, yi, xi)]
-        threshold = np.sqrt(2.0) * special.erfinv(1.0 - 2.0 * np.clip(phi, 1e-6, 1 - 1e-6))
-        pores[z0:z1] = fine > threshold
+        pores[z0:z1] = fine > threshold_coarse[np.ix_(zi, yi, xi)]
     return pores, factor.astype(np.float32)

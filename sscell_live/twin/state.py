@@ -65,6 +65,21 @@ class Crack:
     filament: bool = False  # a garnet Li filament (Li-filled, narrow) rather than a crack
     born_s: float = 0.0
 
+    def li_bridges(self, geometry: CellGeometry) -> bool:
+        """Li in this crack reaches both SE faces on the voxel grid.
+
+        True when every voxel layer of the pellet has a voxel centre covered
+        by the Li from the origin face or from the far face, which is exactly
+        when the rasterised Li path connects the electrodes; the twin shorts
+        then, so the voxel truth and the electrical state never disagree.
+        """
+        v = geometry.voxel_size_um
+        centres = (np.arange(geometry.se_voxels) + 0.5) * v
+        covered = centres <= self.li_depth_um
+        if self.li_far_um > 0 and self.depth_um >= geometry.se_thickness_um - 1e-9:
+            covered |= centres >= self.depth_um - self.li_far_um
+        return bool(covered.all())
+
     def li_volume_um3(self) -> float:
         """Li inside this crack, um3 (continuous: filament length x width x mean opening)."""
         lateral = min(self.li_width_um, 2 * self.half_length_um)

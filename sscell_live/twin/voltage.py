@@ -97,6 +97,8 @@ def cell_voltage(state: CellState, chem: Chemistry, current_mA_cm2: float, *, su
         ``voltage_V`` is clipped to the potentiostat compliance (+-10 V).
     """
     j = float(current_mA_cm2)
+    if not math.isfinite(j):
+        raise ValueError(f"current must be a finite number of mA/cm2, got {current_mA_cm2!r}")
     g = state.geometry
     contact = {s: _contact_fraction(state, s) for s in SIDES}
     j_eff = {s: (abs(j) / contact[s] if contact[s] > 0 else math.inf) for s in SIDES}

@@ -7,5 +7,9 @@ stays in the twin).
 from .cell import CellTwin, RunRecord
 from .chemistry import PRESETS, Chemistry, preset
 from .geometry import CellGeometry, full, mini
+from .imaging import Beam, Detector, SimulatedScan, simulate_scan
 
-__all__ = ["CellTwin", "RunRecord", "Chemistry", "PRESETS", "preset", "CellGeometry", "mini", "full"]
+__all__ = [
+    "CellTwin", "RunRecord", "Chemistry", "PRESETS", "preset", "CellGeometry", "mini", "full",
+    "Beam", "Detector", "SimulatedScan", "simulate_scan",
+]

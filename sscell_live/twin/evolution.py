@@ -237,67 +237,73 @@ def _substep(state, chem, rates, aux, j, dt, rng) -> None:
         return
     strip, plate = ("top", "bottom") if j > 0 else ("bottom", "top")
     q = abs(j) * dt  # mC/cm2
-    pellet = g.pellet_mask()
-    n_cols = int(pellet.sum())
-    a = g.column_area_um2
-    area_um2 = n_cols * a
-    li_moved_um3 = q * UM_LI_PER_MC_CM2 * area_um2
-
+    li_moved_um3 = q * UM_LI_PER_MC_CM2 * int(g.pellet_mask().sum()) * g.column_area_um2
     j_strip = local_current(state, chem, strip, j)
     j_plate = local_current(state, chem, plate, j)
     state.last_local_current = {strip: j_strip, plate: j_plate}
+    _strip(state, chem, rates, strip, j_strip, dt, li_moved_um3, rng)
+    _plate(state, chem, rates, aux, plate, j_plate, j, dt, li_moved_um3, rng)
+    _grow_cracks(state, chem, rates, plate, j_plate, q, rng)
+    _check_short(state)
 
-    # -- stripping interface: void nucleation where supply cannot keep up ------
-    void = state.void_um[strip]
-    inter = state.interphase_um[strip]
+
+def _new_void_heights(chem: Chemistry, voxel_um: float, where: np.ndarray, rng) -> np.ndarray:
+    """Heights of freshly opened voids: about ``initial_void_um``, never below a voxel."""
+    h = chem.initial_void_um * (0.8 + 0.4 * rng.random(where.shape))
+    return np.where(where, np.maximum(h, voxel_um), 0.0)
+
+
+def _strip(state, chem, rates, side, j_local, dt, li_moved_um3, rng) -> None:
+    """Stripping interface: voids nucleate where creep and diffusion cannot keep up."""
     refill = chem.refill_mA_cm2 * rates.refill
     if chem.refill_interphase_um > 0:
-        refill = refill / (1.0 + inter / chem.refill_interphase_um)
-    excess = np.maximum(j_strip - refill, 0.0)
+        refill = refill / (1.0 + state.interphase_um[side] / chem.refill_interphase_um)
+    excess = np.maximum(j_local - refill, 0.0)
     hazard = chem.void_nucleation_per_mC_cm2 * rates.void_nucleation * excess * dt
-    nucleate = (excess > 0) & (rng.random(void.shape) < 1.0 - np.exp(-hazard))
-    new_void = np.where(nucleate, chem.initial_void_um * (0.8 + 0.4 * rng.random(void.shape)), 0.0)
-    li_avail = state.li_thickness_um(strip)
-    new_void = np.minimum(np.maximum(new_void, g.voxel_size_um * nucleate), li_avail)
-    _apply(state, strip, d_void=new_void, d_inter=None, d_li_um3=-li_moved_um3)
+    nucleate = (excess > 0) & (rng.random(excess.shape) < 1.0 - np.exp(-hazard))
+    new_void = np.minimum(_new_void_heights(chem, state.geometry.voxel_size_um, nucleate, rng),
+                          state.li_thickness_um(side))
+    _apply(state, side, d_void=new_void, d_inter=None, d_li_um3=-li_moved_um3)
 
-    # -- plating interface ------------------------------------------------------
+
+def _plate(state, chem, rates, aux, side, j_local, j, dt, li_moved_um3, rng) -> None:
+    """Plating interface: interphase, Li into cracks/filaments/pores, voids refilled."""
+    g = state.geometry
+    pellet = g.pellet_mask()
+    a = g.column_area_um2
+    q = abs(j) * dt
     plated_um3 = li_moved_um3
     d_inter = None
     li_consumed_um3 = 0.0
-    d_void_plate = np.zeros(pellet.shape)
+    d_void = np.zeros(pellet.shape)
     if chem.interphase_share > 0:
-        # the reducing current partly forms interphase instead of Li metal,
-        # where the current flows; the reaction also eats Li metal and opens
-        # voids (Lewis-LSPS: -8.9 % contact while being reduced)
-        # half uniform (chemical reaction along the whole face), half following
-        # the local current smoothed over the hotspot length (electrochemical)
-        local = ndimage.gaussian_filter(j_plate / abs(j), chem.hotspot_length_um / g.voxel_size_um)
+        # the reducing current partly forms interphase instead of Li metal:
+        # half uniformly (chemical reaction along the whole face), half
+        # following the local current smoothed over the hotspot length; the
+        # reaction also eats Li metal and opens voids (Lewis-LSPS: -8.9 %
+        # contact while being reduced)
+        local = ndimage.gaussian_filter(j_local / abs(j), chem.hotspot_length_um / g.voxel_size_um)
         local = local / max(local[pellet].mean(), 1e-30)
         d_inter = chem.interphase_um_per_mC_cm2 * chem.interphase_share * q * (0.5 + 0.5 * local) * pellet
         plated_um3 -= chem.interphase_share * li_moved_um3
         li_consumed_um3 = (chem.interphase_li_consumption - 1.0) * float(d_inter.sum()) * a
         hazard = chem.interphase_void_per_um * d_inter
-        opens = contact_columns(state, plate) & (rng.random(pellet.shape) < 1.0 - np.exp(-hazard))
-        d_void_plate += np.where(opens, np.maximum(chem.initial_void_um * (0.8 + 0.4 * rng.random(pellet.shape)), g.voxel_size_um), 0.0)
+        opens = contact_columns(state, side) & (rng.random(pellet.shape) < 1.0 - np.exp(-hazard))
+        d_void += _new_void_heights(chem, g.voxel_size_um, opens, rng)
     # Li into cracks, filaments and sub-surface pores comes out of the plating budget
-    to_cracks = _feed_cracks(state, chem, rates, plate, plated_um3, q)
-    to_cracks += _grow_filament(state, chem, rates, plate, j_plate, dt, rng)
-    to_pores = _feed_pores(state, chem, aux, plate, plated_um3)
+    to_cracks = _feed_cracks(state, chem, rates, side, plated_um3, q)
+    to_cracks += _grow_filament(state, chem, rates, side, j_local, dt, rng)
+    to_pores = _feed_pores(state, chem, aux, side, plated_um3)
     electrode_um3 = plated_um3 - to_cracks - to_pores
-    # plating refills voids first (partly)
-    voids_p = state.void_um[plate]
+    # plating refills voids first, partly
+    voids = state.void_um[side]
     fill_budget = chem.void_closing_efficiency * electrode_um3
-    open_cols = (voids_p > 0) & pellet
+    open_cols = (voids > 0) & pellet
     if open_cols.any() and fill_budget > 0:
-        fill = min(fill_budget / (open_cols.sum() * a), float(voids_p[open_cols].max()))
-        closing = np.where(open_cols, np.minimum(voids_p, fill), 0.0)
-        d_void_plate -= closing
-    d_void_plate = np.maximum(d_void_plate, -voids_p)
-    _apply(state, plate, d_void=d_void_plate, d_inter=d_inter, d_li_um3=electrode_um3 - li_consumed_um3)
-
-    _grow_cracks(state, chem, rates, plate, j_plate, q, rng)
-    _check_short(state)
+        fill = min(fill_budget / (open_cols.sum() * a), float(voids[open_cols].max()))
+        d_void -= np.where(open_cols, np.minimum(voids, fill), 0.0)
+    d_void = np.maximum(d_void, -voids)
+    _apply(state, side, d_void=d_void, d_inter=d_inter, d_li_um3=electrode_um3 - li_consumed_um3)
 
 
 def _apply(state: CellState, side: str, d_void, d_inter, d_li_um3: float) -> None:

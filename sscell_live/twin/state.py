@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ..registry import SEMANTIC_TO_MATERIAL, Material, Semantic
+from ..registry import SEMANTIC_TO_MATERIAL, Semantic
 from .geometry import CellGeometry
 
 __all__ = ["Crack", "CellState", "render_semantic", "semantic_to_material", "SIDES"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
+from ..registry import Material
 from . import evolution, geometry as geometry_mod, state as state_mod, truth as truth_mod
 from .chemistry import Chemistry, preset
 from .geometry import CellGeometry
@@ -233,6 +234,7 @@ class CellTwin:
         return imaging.simulate_scan(
             self.labels(), self.geometry.voxel_size_um, angles_rad, beam, detector, rng,
             n_flats=n_flats, n_darks=n_darks, chemistry=self.chemistry.name,
+            compositions={int(Material.SE): self.chemistry.se_composition},
             # no cache key: imaging keys its cache on a digest of the labels, which
             # stays right when two twins share a seed but not a history
         )

@@ -1,0 +1,1 @@
+"""Ophyd devices of sscell_live (installed as ``sscell_live.devices``): simulated potentiostat, rotation stage and tomography detector bound to the twin; real-hardware classes share their interface. Filled in by the simulated-beamline issue."""

@@ -1,0 +1,1 @@
+"""Bluesky plans of sscell_live (installed as ``sscell_live.plans``): tomography scan, galvanostatic step, operando cycling, current ramp, cycle until failure. Filled in by the simulated-beamline issue."""

@@ -125,7 +125,32 @@ def _simulate_final_scan(twin, n_angles: int) -> dict | None:
     return {"data": scan.projections, "data_white": scan.flats, "data_dark": scan.darks, "theta": np.degrees(scan.angles_rad)}
 
 
-def main(argv=None) -> int:
+#: Modules that add subcommands: each defines ``register(subparsers)`` which
+#: adds its parser and sets ``func`` (called with the parsed args, returning an
+#: exit code). A module that does not exist yet is skipped, so parts of the
+#: project can add their command without editing this file.
+SUBCOMMAND_MODULES = (
+    "sscell_live.recon.cli",
+    "sscell_live.segment.cli",
+    "sscell_live.metrics.cli",
+    "sscell_live.storage.cli",
+    "sscell_live.monitor.cli",
+)
+
+
+def _demo_command(args) -> int:
+    try:
+        run_demo(args.chemistry, args.seed, args.n_lateral, args.out, args.scan_angles)
+    except (ValueError, OSError) as exc:
+        print(f"sscell-live demo: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sscell-live`` argument parser with every available subcommand."""
+    import importlib
+
     parser = argparse.ArgumentParser(prog="sscell-live", description="Operando tomography monitor for solid-state Li cells.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="simulate an operando experiment on the digital twin until the cell fails")
@@ -134,14 +159,21 @@ def main(argv=None) -> int:
     demo.add_argument("--n-lateral", type=int, default=96, help="cell width in voxels of 1.5 um (default 96)")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--scan-angles", type=int, default=181, help="projections of the final scan, 0 to skip (default 181)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
+    demo.set_defaults(func=_demo_command)
+    for name in SUBCOMMAND_MODULES:
         try:
-            run_demo(args.chemistry, args.seed, args.n_lateral, args.out, args.scan_angles)
-        except (ValueError, OSError) as exc:
-            print(f"sscell-live demo: error: {exc}", file=sys.stderr)
-            return 2
-    return 0
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # that part (or its package) does not exist yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

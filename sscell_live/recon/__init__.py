@@ -1,0 +1,1 @@
+"""Tomographic reconstruction: preprocessing, centre finding, backends (TomoPy when importable, our own CPU/GPU), streaming."""

@@ -1,0 +1,1 @@
+"""Segmentation of reconstructed volumes into material labels: classical pipeline and a small torch U-Net."""

@@ -1,0 +1,1 @@
+"""Storage: the embedded Tiled server (SQLite catalog, local storage, API key) and writing runs to it."""

@@ -161,6 +161,8 @@ _METRIC_LIST = [
     _m("crack_fill_fraction_imaged", "1", "Li seen in cracks / crack volume"),
     _m("crack_fill_fraction_from_charge", "1", "Li volume expected from the charge passed / crack volume (Hao-LPS)"),
     _m("li_path_connects", "bool", "a Li-filled path connects the two electrodes"),
+    _m("li_penetration_fraction", "1",
+       "deepest Li inside the SE (Li in cracks or pores connected to an electrode) as a fraction of SE thickness"),
     # whole stack
     _m("stack_thickness_um", "um", "distance between the current-collector faces"),
     # maps (arrays, stored as external HDF5 in analysis runs)

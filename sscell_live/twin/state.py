@@ -328,12 +328,18 @@ def bookkeeping(state: CellState, semantic: np.ndarray | None = None) -> dict:
     out["crack_spans_pellet"] = bool(spans)
     li_se = (se == Semantic.LI_IN_CRACK) | (se == Semantic.LI_IN_PORE)
     li_lab, li_n = ndimage.label(li_se, structure=FULL_CONNECTIVITY)
-    connects = False
+    connects, li_pen = False, 0.0
     if li_n:
         top_ids = set(np.unique(li_lab[0])) - {0}
         bot_ids = set(np.unique(li_lab[-1])) - {0}
         connects = bool(top_ids & bot_ids)
+        for idx, sl in enumerate(ndimage.find_objects(li_lab), start=1):
+            if idx in top_ids:
+                li_pen = max(li_pen, sl[0].stop / g.se_voxels)
+            if idx in bot_ids:
+                li_pen = max(li_pen, (g.se_voxels - sl[0].start) / g.se_voxels)
     out["li_path_connects"] = connects
+    out["li_penetration_fraction"] = float(li_pen)
     widths = crack_widths_um(state, semantic)
     out["crack_width_median_um"] = float(np.median(widths)) if widths.size else 0.0
     out["crack_width_max_um"] = float(widths.max()) if widths.size else 0.0

@@ -1,0 +1,161 @@
+"""Measured-looking histories of twin experiments, without imaging (the fast path).
+
+The alarm is trained and benchmarked on what a real experiment would give
+it: potentiostat samples with noise (and the ~10 mV shift X-rays cause during
+exposure, SCIENCE.md 2) and per-scan metrics with the noise the imaging path
+measures, taken from the twin's bookkeeping. The true failure time comes
+along separately, for scoring only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .cell import CellTwin
+from .geometry import mini
+
+__all__ = ["MetricNoise", "Protocol", "PROTOCOLS", "simulate_history", "ExperimentHistory"]
+
+_SCAN_METRICS = (
+    "contact_fraction_top",
+    "contact_fraction_bottom",
+    "crack_penetration_fraction",
+    "li_penetration_fraction",
+    "li_path_connects",
+    "crack_volume_um3",
+)
+
+
+@dataclass(frozen=True)
+class MetricNoise:
+    """One-sigma measurement noise of the imaging path and the potentiostat."""
+
+    contact_fraction: float = 0.01  # absolute; segmentation of a reconstructed interface slab
+    penetration_fraction: float = 0.02  # about one 1.5 um voxel of a 90 um pellet
+    crack_volume_rel: float = 0.1
+    voltage_V: float = 0.002
+    xray_shift_V: float = 0.01  # exposure shifts the voltage by about 10 mV
+    bulk_resistance_rel: float = 0.02
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Galvanostatic cycling with scans (SCIENCE.md section 2)."""
+
+    half_cycle_s: float
+    scan_every_s: float  # a scan after every this much cell time under current
+    sample_period_s: float = 60.0
+    current_on_during_scan: bool = True
+    cutoff_V: float = 4.0
+
+
+#: Per preset: the study's protocol (Lewis-LSPS: scans every 15 min while current
+#: flows; Hao-LPS: 30-min half cycles, current off during scans; Dixit-LLZO: hours).
+PROTOCOLS = {
+    "lsps": Protocol(half_cycle_s=5 * 3600.0, scan_every_s=900.0, current_on_during_scan=True, cutoff_V=4.0),
+    "lps": Protocol(half_cycle_s=1800.0, scan_every_s=1800.0, current_on_during_scan=False, cutoff_V=10.0),
+    "llzo": Protocol(half_cycle_s=3600.0, scan_every_s=1800.0, current_on_during_scan=False, cutoff_V=10.0),
+}
+
+
+@dataclass
+class ExperimentHistory:
+    """A simulated measured history and its (hidden) outcome."""
+
+    history: pd.DataFrame
+    failed: bool
+    failure_time_s: float | None
+    mode: str | None
+    scan_times_s: list = field(default_factory=list)
+    cell: dict = field(default_factory=dict)
+
+
+def simulate_history(chemistry: str, seed: int, current_mA_cm2: float, horizon_s: float, *,
+                     n_lateral: int = 64, noise: MetricNoise | None = None,
+                     protocol: Protocol | None = None) -> ExperimentHistory:
+    """Cycle a twin at ``+-current_mA_cm2`` until it fails or the horizon, recording a noisy history.
+
+    Parameters
+    ----------
+    chemistry : str
+        ``lsps``, ``lps`` or ``llzo``.
+    seed : int
+        Twin seed (also seeds the measurement noise).
+    current_mA_cm2 : float
+        Magnitude of the current density; half cycles alternate its sign.
+    horizon_s : float
+        Cell time to stop at if the cell has not failed, s.
+    n_lateral : int
+        Mini-cell width, voxels.
+    noise : MetricNoise, optional
+    protocol : Protocol, optional
+        Default: the preset's protocol from ``PROTOCOLS``.
+
+    Returns
+    -------
+    ExperimentHistory
+    """
+    if not current_mA_cm2 > 0:
+        raise ValueError(f"current_mA_cm2 is a magnitude and must be > 0, got {current_mA_cm2!r}")
+    noise = noise or MetricNoise()
+    proto = protocol or PROTOCOLS[chemistry]
+    twin = CellTwin.create(chemistry, mini(n_lateral), seed)
+    rng = np.random.default_rng([seed, 77])
+    rows: list[dict] = []
+    scan_times: list[float] = []
+    failure, mode = None, None
+    since_scan = 0.0
+    half = 0
+    t_half = 0.0
+
+    def sample(j: float, xray: bool) -> None:
+        v = twin.voltage(j).voltage_V + rng.normal(0, noise.voltage_V) + (noise.xray_shift_V if xray else 0.0)
+        rows.append({"cell_time_s": twin.time_s, "voltage_V": v, "current_mA_cm2": j,
+                     "bulk_resistance_ohm": twin.bulk_resistance_ohm() * (1 + rng.normal(0, noise.bulk_resistance_rel))})
+
+    def scan(j_during: float) -> None:
+        truth = twin.truth()
+        row = {"cell_time_s": twin.time_s, "current_mA_cm2": j_during}
+        for k in _SCAN_METRICS:
+            val = float(truth[k])
+            if k.startswith("contact"):
+                val = float(np.clip(val + rng.normal(0, noise.contact_fraction), 0, 1))
+            elif k.endswith("penetration_fraction"):
+                val = float(np.clip(val + rng.normal(0, noise.penetration_fraction), 0, 1)) if val > 0 else 0.0
+            elif k == "crack_volume_um3":
+                val = max(val * (1 + rng.normal(0, noise.crack_volume_rel)), 0.0)
+            row[k] = val
+        rows.append(row)
+        scan_times.append(twin.time_s)
+
+    scan(0.0)  # the pristine scan
+    while twin.time_s < horizon_s:
+        j = current_mA_cm2 if half % 2 == 0 else -current_mA_cm2
+        step = min(proto.sample_period_s, proto.half_cycle_s - t_half, proto.scan_every_s - since_scan)
+        twin.advance(j, step)
+        t_half += step
+        since_scan += step
+        v = twin.voltage(j).voltage_V
+        sample(j, xray=False)
+        if twin.shorted:
+            failure, mode = twin.state.shorted_at_s, "short"
+        elif abs(v) >= proto.cutoff_V:
+            failure, mode = twin.time_s, "cutoff"
+        if failure is not None:
+            # the potentiostat keeps logging a little after the failure
+            for _ in range(int(900 // proto.sample_period_s)):
+                twin.advance(j, proto.sample_period_s)
+                sample(j, xray=False)
+            break
+        if since_scan >= proto.scan_every_s - 1e-6:
+            since_scan = 0.0
+            scan(j if proto.current_on_during_scan else 0.0)
+            if proto.current_on_during_scan:
+                sample(j, xray=True)
+        if t_half >= proto.half_cycle_s - 1e-6:
+            t_half, half = 0.0, half + 1
+    cell = {"area_cm2": twin.geometry.area_cm2, "cutoff_V": proto.cutoff_V}
+    return ExperimentHistory(pd.DataFrame(rows), failure is not None, failure, mode, scan_times, cell)

@@ -149,7 +149,19 @@ _METRIC_LIST = [
     _m("se_porosity", "1", "transparent SE voxels that are not cracks, over the SE pellet volume"),
     _m("se_thickness_um", "um", "mean SE pellet thickness"),
     _m("xray_transparent_volume_um3", "um3", "pores + cracks + Li inside the SE (Dixit's X-ray transparent region)"),
-    _m("porosity_factor_map", "1", "porosity factor d = phi/phi0 - 1 on 30 um cubes (map)"),
+    _m("porosity_factor_map_in_plane", "1", "d = phi/phi0 - 1 on 30 um cubes, averaged through the thickness (y, x blocks)"),
+    _m("porosity_factor_map_through_plane", "1", "d = phi/phi0 - 1 on 30 um cubes, averaged along y (z, x blocks)"),
+    _m("porosity_phi0", "1", "porosity of the whole pellet, the phi0 of the porosity factor"),
+    *[
+        m
+        for side in ("top", "bottom")
+        for m in (
+            _m(f"void_sizes_{side}_um3", "um3", f"volume of each interfacial void at the {side} interface, descending"),
+            _m(f"void_map_{side}_um", "um", f"interfacial void height per column, {side} (y, x)"),
+            _m(f"subsurface_porosity_map_{side}", "1", f"transparent share of the SE within 30 um of the {side} face (y, x)"),
+        )
+    ],
+    _m("crack_widths_um", "um", "every local crack width (runs across each crack)"),
     # cracks
     _m("crack_volume_um3", "um3", "crack volume including the Li inside cracks"),
     _m("crack_count", "1", "number of connected cracks"),

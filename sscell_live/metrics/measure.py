@@ -15,29 +15,15 @@ __all__ = ["EXTRA_METRICS", "MEASURED_METRICS", "li_volume_from_charge_um3", "me
 
 SIDES = ("top", "bottom")
 
-#: Outputs of ``measure`` that the registry does not (yet) name: name -> (unit, meaning).
-#: Proposed for the registry; kept here so nothing invents a column silently.
+#: Outputs of ``measure`` that are not metrics: name -> (unit, meaning).
 EXTRA_METRICS = {
-    **{
-        k: u
-        for side in SIDES
-        for k, u in (
-            (f"void_sizes_{side}_um3", ("um3", f"volume of each interfacial void at the {side} interface, descending")),
-            (f"void_map_{side}_um", ("um", f"interfacial void height per column, {side} (y, x)")),
-            (f"subsurface_porosity_map_{side}", ("1", f"transparent share of the SE within 30 um of the {side} face (y, x)")),
-        )
-    },
-    "crack_widths_um": ("um", "every local crack width (runs across each crack)"),
-    "porosity_factor_map_in_plane": ("1", "d = phi/phi0 - 1 on 30 um cubes, averaged through the thickness (y, x blocks)"),
-    "porosity_factor_map_through_plane": ("1", "d = phi/phi0 - 1 on 30 um cubes, averaged along y (z, x blocks)"),
-    "porosity_phi0": ("1", "porosity of the whole pellet used as phi0 of the porosity factor"),
     "notes": ("", "why a metric is None (empty or undefined), one line each"),
 }
 
 #: Registry metrics ``measure`` fills (the others are electrochemistry or pairwise).
 MEASURED_METRICS = tuple(
     name for name in METRICS
-    if name not in {"porosity_factor_map", "current_density_map", "voltage_V", "current_mA", "current_mA_cm2",
+    if name not in {"current_density_map", "voltage_V", "current_mA", "current_mA_cm2",
                     "charge_passed_C", "charge_passed_abs_C", "bulk_resistance_ohm", "polarization_V",
                     "cell_time_s"}
 )

@@ -344,7 +344,7 @@ def bookkeeping(state: CellState, semantic: np.ndarray | None = None) -> dict:
     out["crack_width_median_um"] = float(np.median(widths)) if widths.size else 0.0
     out["crack_width_max_um"] = float(widths.max()) if widths.size else 0.0
     out["stack_thickness_um"] = state.collector_position_um("bottom") - state.collector_position_um("top")
-    out["porosity_factor_map"] = state.porosity_factor_blocks
+    out["porosity_factor_blocks"] = state.porosity_factor_blocks  # 3D, per 30 um block (twin only)
     return out
 
 

@@ -24,6 +24,19 @@ def test_distribution_claims_only_the_sscell_live_namespace():
     assert out == ["None", "None", "True", "True"]
 
 
+def test_every_package_folder_is_listed_for_installation():
+    # an editable install finds unlisted subpackages anyway; a wheel would not
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for top, name in (("sscell_live", "sscell_live"), ("devices", "sscell_live.devices"), ("plans", "sscell_live.plans")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     head = "\n".join(readme.splitlines()[:60])

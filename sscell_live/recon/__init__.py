@@ -1,1 +1,49 @@
-"""Tomographic reconstruction: preprocessing, centre finding, backends (TomoPy when importable, our own CPU/GPU), streaming."""
+"""Tomographic reconstruction: preprocessing, centre finding, backends (TomoPy when importable, our own CPU/GPU), streaming.
+
+Stable API
+----------
+``reconstruct(projections, theta, flats=None, darks=None, center=None, **options) -> ndarray``
+    Raw counts (angle, row, column) and angles in radians in; (row, y, x)
+    float32 attenuation per pixel out, oriented as TomoPy and scikit-image.
+``reconstruct_file(path, out=None, **options)``
+    The same for a Data Exchange or NeXus NXtomo file, block by block,
+    optionally into HDF5 regions (``write_regions``).
+``open_scan(path)``, ``find_center(sinograms, theta)``, ``normalize``,
+``minus_log``, ``remove_stripe_sorting``, ``paganin_filter``,
+``StreamingReconstructor``.
+
+Backends (``algorithm=``): ``auto`` picks TomoPy gridrec when importable,
+else ``fourier`` (gridrec-class Fourier FBP on FINUFFT, the default here),
+else ``torch`` (FBP on CPU threads or CUDA).
+"""
+
+from .centre import find_center, find_center_vo
+from .filters import FILTERS, fourier_filter
+from .io import ScanFile, open_scan, read_dxchange, read_nxtomo
+from .phase import paganin_filter
+from .pipeline import ArraySource, Options, reconstruct, reconstruct_source
+from .preprocess import average_frames, bin_projections, minus_log, normalize
+from .rings import remove_dead_stripes, remove_stripe_sorting, ring_amplitude
+
+__all__ = [
+    "FILTERS",
+    "ArraySource",
+    "Options",
+    "ScanFile",
+    "average_frames",
+    "bin_projections",
+    "find_center",
+    "find_center_vo",
+    "fourier_filter",
+    "minus_log",
+    "normalize",
+    "open_scan",
+    "paganin_filter",
+    "read_dxchange",
+    "read_nxtomo",
+    "reconstruct",
+    "reconstruct_source",
+    "remove_dead_stripes",
+    "remove_stripe_sorting",
+    "ring_amplitude",
+]

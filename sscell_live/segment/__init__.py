@@ -1,1 +1,15 @@
-"""Segmentation of reconstructed volumes into material labels: classical pipeline and a small torch U-Net."""
+"""Segmentation of reconstructed volumes into material labels (classical pipeline).
+
+Public API
+----------
+segment(volume, voxel_size_um, *, calibration=None, **options) -> labels uint8
+    Material codes of ``registry.Material`` (0 vacuum, 1 Li, 2 SE, 3 interphase,
+    4 steel, 5 housing).
+Calibration.fit(first_volume, voxel_size_um) -> Calibration
+    Grey levels fitted once per experiment and held; ``cal.apply(volume)``
+    segments later scans with the same levels; ``save``/``load`` as JSON.
+"""
+
+from .classical import Calibration, SegmentationError, check_volume, segment
+
+__all__ = ["Calibration", "SegmentationError", "check_volume", "segment"]

@@ -14,7 +14,8 @@ from scipy import ndimage
 __all__ = ["reconstruct_scan"]
 
 
-def reconstruct_scan(projections, theta_rad, flats, darks, center_px, output_size: int | None = None) -> np.ndarray:
+def reconstruct_scan(projections, theta_rad, flats, darks, center_px, output_size: int | None = None,
+                     paganin: dict | None = None, ring_removal: str | None = None) -> np.ndarray:
     """Reconstruct a parallel-beam scan into a (z, y, x) float32 volume.
 
     Parameters
@@ -26,6 +27,11 @@ def reconstruct_scan(projections, theta_rad, flats, darks, center_px, output_siz
         Detector column of the rotation axis.
     output_size : int, optional
         Slice width (default: detector width).
+    paganin : dict, optional
+        ``{"energy_keV", "distance_mm", "pixel_size_um", "delta_beta"}``: Paganin
+        phase retrieval before -log (SCIENCE.md 1). Needs ``sscell_live.recon``.
+    ring_removal : {None, "sorting", "sorting+dead"}
+        Stripe removal before back-projection. Needs ``sscell_live.recon``.
 
     Returns
     -------
@@ -37,7 +43,12 @@ def reconstruct_scan(projections, theta_rad, flats, darks, center_px, output_siz
     except ImportError:
         reconstruct = None
     if reconstruct is not None:
-        return np.asarray(reconstruct(projections, theta_rad, flats, darks, center_px), dtype=np.float32)
+        kw = {"paganin": paganin, "ring_removal": ring_removal}
+        if output_size is not None:
+            kw["n_out"] = int(output_size)
+        return np.asarray(reconstruct(projections, theta_rad, flats, darks, center_px, **kw), dtype=np.float32)
+    if paganin is not None or ring_removal is not None:
+        raise RuntimeError("paganin and ring_removal need sscell_live.recon.reconstruct")
     from skimage.transform import iradon
 
     proj = np.asarray(projections, dtype=np.float32)

@@ -1,0 +1,86 @@
+"""``sscell-live analyze``: metrics of one volume (grey: segment then measure; ``--labels``: measure)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["analyze", "load_volume", "register"]
+
+
+def load_volume(path, dataset: str | None = None) -> np.ndarray:
+    """Read a 3-D volume from HDF5 (``dataset``; default the only/first 3-D dataset), a TIFF stack or .npy."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    suffix = p.suffix.lower()
+    if suffix in (".h5", ".hdf5", ".nxs", ".hdf"):
+        import h5py
+
+        with h5py.File(p, "r") as fh:
+            if dataset is None:
+                found = []
+                fh.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
+                if not found:
+                    raise ValueError(f"{p} holds no 3-D dataset; name one with --dataset")
+                dataset = found[0]
+            if dataset not in fh:
+                raise KeyError(f"{p} has no dataset {dataset!r}")
+            return np.asarray(fh[dataset])
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return np.asarray(tifffile.imread(p))
+    if suffix == ".npy":
+        return np.load(p, allow_pickle=False)
+    raise ValueError(f"unsupported volume format {suffix!r}: use .h5/.hdf5, .tif/.tiff or .npy")
+
+
+def _jsonable(x):
+    if isinstance(x, np.ndarray):
+        return None  # maps are not printed
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def analyze(args) -> int:
+    from ..metrics import measure
+    from . import segment
+
+    try:
+        vol = load_volume(args.volume, args.dataset)
+        if args.labels:
+            if not np.issubdtype(vol.dtype, np.integer):
+                raise TypeError(f"--labels needs an integer label volume, got dtype {vol.dtype}")
+            labels = vol
+        else:
+            labels = segment(vol, args.voxel_size_um, **({"preset": args.preset} if args.preset else {}))
+        m = measure(labels, args.voxel_size_um)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        print(f"analyze: error: {exc}", file=sys.stderr)
+        return 2
+    out = {k: _jsonable(v) for k, v in m.items() if not isinstance(v, np.ndarray)}
+    if args.json:
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="metrics of one volume (segment a grey volume, or --labels)")
+    p.add_argument("volume", help="VOLUME.h5 / .tif stack / .npy, (z, y, x), z along the cell axis")
+    p.add_argument("--voxel-size-um", type=float, required=True, help="voxel edge, um (> 0)")
+    p.add_argument("--labels", action="store_true", help="the volume holds material codes (0-5): measure only")
+    p.add_argument("--dataset", default=None, help="HDF5 dataset path (default: the first 3-D dataset)")
+    p.add_argument("--preset", choices=("lps", "lsps", "llzo"), default=None,
+                   help="column model of this electrolyte family (default: tuned on all three)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=analyze)

@@ -4,6 +4,12 @@ The output holds ``/volume`` (z, y, x) float32, written block by block (the
 volume never has to fit in memory), with attributes ``voxel_size_um`` (when
 the scan file gives a pixel size), ``binning``, ``center_px``, ``rows``
 (first and last detector row), ``units`` and the source file.
+
+With ``--regions auto`` the two Li|SE interfaces are located in the
+projections and the output holds one group per region instead
+(``/interface_top/volume``, ``/bulk/volume``, ``/interface_bottom/volume``,
+see :mod:`sscell_live.recon.regions`): the slabs at full resolution, the
+bulk binned ``--bin`` times (4 when ``--bin`` is 1).
 """
 
 from __future__ import annotations
@@ -77,6 +83,21 @@ def run(args) -> int:
             client = Client(args.dask)
         out_path = Path(args.output)
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        if getattr(args, "regions", "none") == "auto":
+            if rows is not None:
+                raise ValueError("--regions auto chooses the rows itself; drop --rows")
+            from .regions import reconstruct_regions
+
+            res = reconstruct_regions(scan, center=center, out=out_path, half_width=args.slab_rows,
+                                      bulk_binning=opt.binning if opt.binning > 1 else 4,
+                                      algorithm=opt.algorithm, filter_name=opt.filter_name,
+                                      ring_removal=opt.ring_removal, client=client, progress=not args.quiet)
+            if client is not None:
+                client.close()
+            if not args.quiet:
+                print(f"interfaces at detector rows {res['interfaces']}; wrote regions "
+                      f"{', '.join(r.name for r in res['regions'])} (centre {center:.2f} px) to {args.output}")
+            return 0
         with h5py.File(out_path, "w") as f:
             ds = f.create_dataset("volume", shape=(n_slices, n, n), dtype="float32",
                                   chunks=(1, n, n), compression=None)
@@ -116,6 +137,9 @@ def register(subparsers) -> None:
     p.add_argument("--filter", default="ramp", choices=["ramp", "shepp-logan", "cosine", "hamming", "hann", "parzen"])
     p.add_argument("--rings", default="none", choices=["none", "sorting", "sorting+dead"],
                    help="stripe removal in sinograms (Vo et al. 2018)")
+    p.add_argument("--regions", default="none", choices=["none", "auto"],
+                   help="auto: find the Li|SE interfaces, write slabs at full resolution and the bulk binned")
+    p.add_argument("--slab-rows", type=int, default=32, help="with --regions auto: rows each side of an interface")
     p.add_argument("--dask", default=None, metavar="ADDRESS", help="farm row blocks out to a Dask scheduler")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

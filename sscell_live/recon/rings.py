@@ -15,6 +15,15 @@ Large stripes and dead (fully wrong) columns (Vo's algorithms 5 and 6) are
 left to :func:`remove_dead_stripes`, a simpler detector: a column whose
 smoothed mean departs from its neighbours by more than ``snr`` times the
 noise is replaced by interpolation from good columns.
+
+While streaming, the sinogram is never whole, so rings are removed from the
+reconstructed slice instead (:func:`remove_rings_polar`, the polar-coordinate
+approach of Sijbers & Postnov 2004, Phys. Med. Biol. 49, N247): in polar
+coordinates about the rotation axis a ring is a line of constant radius, so
+the radial profile (mean over the polar angle) holds the rings while other
+structure averages out; a median filter along the radius keeps real steps
+(pellet and housing edges, which are concentric too) and drops the narrow
+ring peaks, and the difference is subtracted at every pixel's radius.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
-__all__ = ["remove_dead_stripes", "remove_stripe_sorting", "ring_amplitude"]
+__all__ = ["remove_dead_stripes", "remove_rings_polar", "remove_stripe_sorting", "ring_amplitude"]
 
 
 def remove_stripe_sorting(sinograms: np.ndarray, size: int = 21) -> np.ndarray:
@@ -122,3 +131,53 @@ def ring_amplitude(image: np.ndarray, center: tuple[float, float] | None = None,
     prof = np.bincount(ri[inside], img[inside]) / np.maximum(np.bincount(ri[inside]), 1)
     trend = ndi.gaussian_filter1d(prof, smooth, mode="nearest")
     return float(np.sqrt(np.mean((prof - trend)[2:] ** 2)))
+
+
+def remove_rings_polar(image: np.ndarray, center: tuple[float, float] | None = None, width: int = 9,
+                       min_radius: float = 3.0, bin_px: float = 0.5) -> np.ndarray:
+    """Remove rings from a reconstructed slice (post-reconstruction polar filter).
+
+    Parameters
+    ----------
+    image : ndarray (y, x)
+        A reconstructed slice.
+    center : (float, float), optional
+        (y, x) of the rotation axis in the slice, pixels; default
+        ``(ny // 2, nx // 2)`` (where every backend puts it).
+    width : int
+        Length of the radial median filter, in radial bins; rings narrower
+        than about half of it are removed, wider radial structure is kept.
+    min_radius : float
+        Radius (pixels) inside which nothing is changed: too few pixels
+        there to tell a ring from structure.
+    bin_px : float
+        Width of a radial bin, pixels (rings from one detector column are
+        about one pixel wide).
+
+    Returns
+    -------
+    ndarray float32 (y, x)
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be a 2-D slice (y, x), got shape {img.shape}")
+    if int(width) < 3:
+        raise ValueError(f"width must be >= 3 radial bins, got {width}")
+    ny, nx = img.shape
+    cy, cx = (ny // 2, nx // 2) if center is None else center
+    r = np.hypot(np.arange(ny)[:, None] - cy, np.arange(nx)[None, :] - cx) / bin_px
+    ri = r.astype(np.int64)
+    counts = np.bincount(ri.ravel())
+    prof = np.bincount(ri.ravel(), img.ravel().astype(np.float64)) / np.maximum(counts, 1)
+    # empty bins (near the centre with small bins) take their neighbours' value: no fake rings
+    empty = counts == 0
+    if empty.any():
+        good = np.flatnonzero(~empty)
+        prof[empty] = np.interp(np.flatnonzero(empty), good, prof[good])
+    ring = prof - ndi.median_filter(prof, size=int(width), mode="nearest")
+    ring[: int(np.ceil(min_radius / bin_px))] = 0.0
+    # outside the inscribed circle bins are partial arcs (corners): their means are not ring estimates
+    rmax = min(cy, cx, ny - 1 - cy, nx - 1 - cx) / bin_px
+    ring[int(rmax):] = 0.0
+    centres = np.arange(ring.size) + 0.5
+    return (img - np.interp(r, centres, ring).astype(np.float32)).astype(np.float32)

@@ -34,15 +34,20 @@ def test_segment_returns_material_codes_and_holds_calibration(lsps_series):
         assert set(np.unique(pred)) <= {0, 1, 2, 3, 4, 5}
         m = measure(pred, VOX)
         for side in ("top", "bottom"):
-            # Target: 3 points. Measured on held-out seeds (benchmarks/segmentation.py): the top face within
-            # ~5 points; the bottom face drifts once cycling starts (+13 to +46 points on LSPS seeds 1-2,
-            # +29 here), an unsolved bias of the column model, so the bottom bound only catches breakage.
-            bound = 0.06 if side == "top" else 0.35
+            # Target: 3 points. Measured (faces tracked from the reference scan, logistic void score smoothed
+            # laterally): here +6.3/+6.8 points top, -9.0/-4.7 bottom; on seeds 1-2 (20 states, 3 presets)
+            # 31 of 40 faces within 3 points, but LSPS reads too little contact on pristine bottom faces
+            # (-10 to -15 points) and its top face is biased +3 to +7: bounds 8 and 14 points.
+            bound = 0.08 if side == "top" else 0.14
             assert abs(m[f"contact_fraction_{side}"] - truth[f"contact_fraction_{side}"]) < bound, (name, side)
             tv = truth[f"void_volume_{side}_um3"]
-            # Target 15 %; measured 2-47 % (underestimates) on LSPS, hence only 60 % here.
-            assert abs(m[f"void_volume_{side}_um3"] - tv) < 0.6 * tv, (name, side)
-        assert m["se_thickness_um"] == pytest.approx(truth["se_thickness_um"], abs=4 * VOX)
+            # Target 15 %: measured -14.4 to +5.3 % here (27 of 36 faces within 15 % on seeds 1-2; the LPS
+            # bottom face underestimates by 25-37 %), so 20 % keeps a margin.
+            assert abs(m[f"void_volume_{side}_um3"] - tv) < 0.2 * tv, (name, side)
+        # the pellet is rigid: faces found on the reference scan and tracked hit the true ones
+        assert m["se_thickness_um"] == pytest.approx(truth["se_thickness_um"], abs=VOX)
+        # no false cracks from blur-bridged sub-surface pores (pristine and first-cycle LSPS have none)
+        assert truth["crack_volume_um3"] == 0 and m["crack_volume_um3"] == 0, name
         # the same levels every scan: the held calibration did not change
         assert cal2.low == cal.low and cal2.se == cal.se
 
@@ -93,6 +98,9 @@ def test_analyze_cli_npy_h5_tiff(tmp_path, lsps_series, capsys):
         args = ap.parse_args(argv)
         assert args.func(args) == 0
         results.append(json.loads(capsys.readouterr().out))
+    # grey volumes carry the segmentation's detection limits in the notes, label volumes do not
+    assert any("transparent" in n for n in results[0]["notes"])
+    assert not any(n.startswith("segmentation:") for n in (results[2]["notes"] or []))
     assert results[2]["contact_fraction_top"] == pytest.approx(truth["contact_fraction_top"], abs=0.005)
     assert 0 <= results[0]["contact_fraction_top"] <= 1
     # clear errors
@@ -102,3 +110,86 @@ def test_analyze_cli_npy_h5_tiff(tmp_path, lsps_series, capsys):
         args = ap.parse_args(argv)
         assert args.func(args) == 2
         assert "error" in capsys.readouterr().err
+
+
+def test_shallow_pore_chains_are_not_cracks_but_deep_channels_are():
+    """Blur-bridged pore chains near a face are cut (no crack); a channel spanning the SE is kept."""
+    from sscell_live.metrics.cracks import crack_mask
+    from sscell_live.segment.classical import split_shallow_bridges
+
+    nz = 60
+    tr = np.zeros((nz, 20, 20), bool)
+    u = np.ones((nz, 20, 20), np.float32)
+    tr[0:14, 3:5, 3:5] = True  # a 14-voxel run from the top face: 21 um < 36 um
+    u[0:14, 3:5, 3:5] = -1.0
+    u[7, 3:5, 3:5] = -0.2  # its faintest layer (the bridge)
+    tr[:, 12:14, 12:15] = True  # a crack through the whole pellet
+    out = split_shallow_bridges(tr, u, VOX)
+    assert not out[7, 3:5, 3:5].any() and out[0:7, 3:5, 3:5].all()
+    cm = crack_mask(out, VOX)
+    assert not cm[:, 3:5, 3:5].any() and cm[:, 12:14, 12:15].all()
+
+
+def test_li_filaments_rule_on_a_synthetic_garnet():
+    """A 3x3 dark channel from a face is a Li filament; a round pore and a short dent are not."""
+    from sscell_live.segment.classical import li_filaments
+
+    rng = np.random.default_rng(0)
+    u = (1.0 + 0.05 * rng.standard_normal((60, 40, 40))).astype(np.float32)
+    u[0:30, 10:13, 10:13] = 0.1  # filament, 45 um from the top face
+    u[30:33, 28:31, 28:31] = 0.0  # pore in the bulk
+    u[54:60, 25:28, 10:13] = 0.1  # 9 um dent at the bottom face: shorter than the window
+    pellet = np.ones((40, 40), bool)
+    fil = li_filaments(u, pellet, VOX, 0.5)
+    assert fil[2:28, 11, 11].all()
+    assert not fil[:, 28:31, 28:31].any() and not fil[:, 25:28, 10:13].any()
+
+
+def test_unet_slabs_roundtrip_and_tiny_training_is_reproducible(tmp_path, lsps_series):
+    """Slab cut/paste are inverse; a CI-size training run twice gives identical weights with provenance."""
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    from sscell_live.segment import Calibration
+    from sscell_live.segment.unet import (
+        extract_slabs,
+        load_segmenter,
+        paste_slabs,
+        train,
+    )
+
+    _name, vol, labels, _truth = lsps_series[0]
+    slabs = extract_slabs(labels, 60, 120)
+    pellet = np.ones(labels.shape[1:], bool)
+    back = paste_slabs(np.zeros_like(labels), slabs, 60, 120, pellet)
+    assert np.array_equal(back[40:64], labels[40:64]) and np.array_equal(back[116:140], labels[116:140])
+    # a cache of two states (the dataset reader's format), one epoch on a few slices
+    for k, (_n, v, lab, _t) in enumerate(lsps_series):
+        np.savez(tmp_path / f"lsps-s7-h{k}.npz", V=v, L=lab)
+        with open(tmp_path / f"lsps-s7-h{k}.truth.pkl", "wb") as fh:
+            pickle.dump({}, fh)
+    metas = []
+    for i in range(2):
+        metas.append(train(out=tmp_path / f"w{i}.pt", seeds=(7,), chemistries=("lsps",), cache=tmp_path,
+                           epochs=1, y_stride=16, log=lambda *a: None))
+    a = torch.load(tmp_path / "w0.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "w1.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert metas[0]["versions"]["torch"] == torch.__version__ and metas[0]["experiments"] == ["lsps-s7"]
+    seg = load_segmenter(tmp_path / "w0.pt")
+    cal = Calibration.fit(vol, VOX, preset="lsps")
+    pred = seg.apply(cal, vol)
+    assert pred.dtype == np.uint8 and pred.shape == vol.shape and set(np.unique(pred)) <= {0, 1, 2, 3, 4, 5}
+
+
+def test_shipped_unet_weights_are_small_and_documented():
+    from sscell_live.segment.unet import WEIGHTS_PATH, load_segmenter
+
+    pytest.importorskip("torch")
+    if not WEIGHTS_PATH.exists():
+        pytest.skip("no U-Net weights shipped")
+    assert WEIGHTS_PATH.stat().st_size < 1_000_000
+    meta = load_segmenter().meta
+    for key in ("seeds", "experiments", "epochs", "torch_seed", "threads", "versions"):
+        assert key in meta
+    assert not {"s1", "s2", "s7"} & {e.rsplit("-", 1)[1] for e in meta["experiments"]}  # held-out seeds

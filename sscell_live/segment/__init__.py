@@ -8,8 +8,19 @@ segment(volume, voxel_size_um, *, calibration=None, **options) -> labels uint8
 Calibration.fit(first_volume, voxel_size_um) -> Calibration
     Grey levels fitted once per experiment and held; ``cal.apply(volume)``
     segments later scans with the same levels; ``save``/``load`` as JSON.
+segmentation_notes(preset) -> list[str]
+    Detection limits of metrics measured on these labels (Li vs vacuum in the SE).
+
+The learned interface-slab U-Net lives in :mod:`sscell_live.segment.unet`
+(torch, imported lazily; ``sscell-live train-segmenter`` reproduces its weights).
 """
 
-from .classical import Calibration, SegmentationError, check_volume, segment
+from .classical import (
+    Calibration,
+    SegmentationError,
+    check_volume,
+    segment,
+    segmentation_notes,
+)
 
-__all__ = ["Calibration", "SegmentationError", "check_volume", "segment"]
+__all__ = ["Calibration", "SegmentationError", "check_volume", "segment", "segmentation_notes"]

@@ -51,7 +51,7 @@ def _jsonable(x):
 
 def analyze(args) -> int:
     from ..metrics import measure
-    from . import segment
+    from . import segment, segmentation_notes
 
     try:
         vol = load_volume(args.volume, args.dataset)
@@ -62,6 +62,8 @@ def analyze(args) -> int:
         else:
             labels = segment(vol, args.voxel_size_um, **({"preset": args.preset} if args.preset else {}))
         m = measure(labels, args.voxel_size_um)
+        if not args.labels:
+            m["notes"] = list(m.get("notes") or []) + segmentation_notes(args.preset)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         print(f"analyze: error: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +73,29 @@ def analyze(args) -> int:
     else:
         for k, v in out.items():
             print(f"{k}: {v}")
+    return 0
+
+
+def train_segmenter(args) -> int:
+    from pathlib import Path
+
+    from .unet import WEIGHTS_PATH, train
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("train-segmenter: error: needs torch (pip install torch)", file=sys.stderr)
+        return 2
+    seeds = tuple(args.seeds) if args.seeds else ((101,) if args.ci else (101, 102, 103))
+    chems = tuple(args.chemistry) if args.chemistry else (("lps",) if args.ci else ("lps", "lsps", "llzo"))
+    epochs = args.epochs if args.epochs is not None else (1 if args.ci else 8)
+    out = Path(args.out) if args.out else (Path("unet_weights_ci.pt") if args.ci else WEIGHTS_PATH)
+    try:
+        train(out=out, seeds=seeds, chemistries=chems, cache=Path(args.cache) if args.cache else None,
+              epochs=epochs, seed=args.seed, threads=args.threads, device=args.device)
+    except (OSError, ValueError) as exc:
+        print(f"train-segmenter: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -84,3 +109,16 @@ def register(subparsers) -> None:
                    help="column model of this electrolyte family (default: tuned on all three)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=analyze)
+
+    t = subparsers.add_parser("train-segmenter",
+                              help="train the interface-slab U-Net on twin scans (reproduces the shipped weights)")
+    t.add_argument("--ci", action="store_true", help="CI size: one seed, LPS only, one epoch, CPU-quick")
+    t.add_argument("--seeds", type=int, nargs="*", default=None, help="twin seeds (default 101 102 103)")
+    t.add_argument("--chemistry", nargs="*", choices=("lps", "lsps", "llzo"), default=None)
+    t.add_argument("--epochs", type=int, default=None, help="default 8 (1 with --ci)")
+    t.add_argument("--cache", default=None, help="directory of cached <state>.npz + .truth.pkl scans")
+    t.add_argument("--out", default=None, help="weights file (default: the shipped unet_weights.pt)")
+    t.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
+    t.add_argument("--threads", type=int, default=2, help="torch threads (default 2: reproducible)")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    t.set_defaults(func=train_segmenter)

@@ -256,8 +256,15 @@ class SimPotentiostat(StandardReadable, Movable[float | None], Stoppable):
         return await super().read()
 
     # -- control ---------------------------------------------------------------------
-    def check_current(self, current_mA_cm2: float) -> float:
+    def check_current(self, current_mA_cm2: float, *, compliance: bool = True) -> float:
         """Validate a galvanostatic current density; return it as float.
+
+        Parameters
+        ----------
+        current_mA_cm2 : float
+        compliance : bool
+            Also check that the cell can take it within the compliance voltage
+            in its present state (``False``: only the number and the range).
 
         Raises
         ------
@@ -273,6 +280,8 @@ class SimPotentiostat(StandardReadable, Movable[float | None], Stoppable):
         if i_mA > rng:
             raise ValueError(f"current {i_mA:.4g} mA ({j} mA/cm2 over {area:.4g} cm2) exceeds the potentiostat's "
                              f"range of {rng} mA")
+        if not compliance:
+            return j
         bd = b.twin.voltage(j)
         v = abs(float(bd.voltage_V))
         if v >= b.compliance_V or (j != 0 and bd.supply_limited):

@@ -290,20 +290,20 @@ class StepResult:
     duration_s: float  # cell time the step lasted
 
 
-def _check_step(beamline, current_mA_cm2, duration_s, cutoff_V):
+def _check_step(beamline, current_mA_cm2, duration_s, cutoff_V, compliance=True):
     j = _finite("current_mA_cm2", current_mA_cm2)
     d = _finite("duration_s", duration_s, positive=True)
     c = None if cutoff_V is None else _finite("cutoff_V", cutoff_V, positive=True)
     pstat = beamline.potentiostat
     if c is not None and c > beamline.binding.compliance_V:
         raise ValueError(f"cutoff_V {c} V exceeds the potentiostat's compliance {beamline.binding.compliance_V} V")
-    pstat.check_current(j)
+    pstat.check_current(j, compliance=compliance)
     return j, d, c
 
 
 def galvanostatic_step(beamline, current_mA_cm2: float, duration_s: float, *, cutoff_V: float | None = None,
-                       open_circuit_after: bool = True, experiment: Experiment | None = None,
-                       md: dict | None = None):
+                       open_circuit_after: bool = True, beyond_compliance: str = "raise",
+                       experiment: Experiment | None = None, md: dict | None = None):
     """Hold a current density for a duration, recording the voltage, as one run.
 
     Parameters
@@ -320,6 +320,12 @@ def galvanostatic_step(beamline, current_mA_cm2: float, duration_s: float, *, cu
         Go to open circuit at the end (``False`` keeps the current on for a
         scan taken while current flows; a cut-off or short still ends at
         open circuit).
+    beyond_compliance : {'raise', 'end_step'}
+        What to do when the cell, in its state when the step starts, cannot
+        take the current within the compliance voltage (a voided electrode):
+        ``raise`` refuses before the first message; ``end_step`` (what the
+        cycling protocols use mid-experiment) records the step as a run that
+        ends at once with reason ``compliance``, as a real potentiostat trips.
     experiment : Experiment, optional
     md : dict, optional
 
@@ -339,7 +345,10 @@ def galvanostatic_step(beamline, current_mA_cm2: float, duration_s: float, *, cu
     time). A short is recognised from the voltage record (``VoltageCollapse``).
     The potentiostat is at open circuit after any failure or abort.
     """
-    j, duration, cutoff = _check_step(beamline, current_mA_cm2, duration_s, cutoff_V)
+    if beyond_compliance not in ("raise", "end_step"):
+        raise ValueError(f"beyond_compliance must be 'raise' or 'end_step', got {beyond_compliance!r}")
+    j, duration, cutoff = _check_step(beamline, current_mA_cm2, duration_s, cutoff_V,
+                                      compliance=beyond_compliance == "raise")
     experiment = experiment if experiment is not None else Experiment()
     pstat, binding = beamline.potentiostat, beamline.binding
     start_md = experiment.start_md(beamline, "galvanostatic_step", j, duration_s=duration,
@@ -352,8 +361,14 @@ def galvanostatic_step(beamline, current_mA_cm2: float, duration_s: float, *, cu
         experiment.run_uids.append(uid)
         yield from bps.abs_set(pstat.cutoff_V, math.nan if cutoff is None else cutoff, wait=True)
         t0 = yield from bps.rd(pstat.cell_time_s)
-        yield from bps.abs_set(pstat, j, wait=True)
         reason, elapsed = "duration", 0.0
+        try:
+            pstat.check_current(j)
+        except ValueError:  # only reachable with beyond_compliance="end_step": the potentiostat trips at once
+            reason, elapsed = "compliance", duration
+            experiment.cutoff = True
+        else:
+            yield from bps.abs_set(pstat, j, wait=True)
         while elapsed < duration - 1e-9:
             h = min(binding.sample_period_s, duration - elapsed)
             yield from bps.mv(pstat.hold, h)
@@ -392,7 +407,7 @@ def _half_cycle(beamline, experiment, j, half_cycle_s, style, scan_interval_s, s
     experiment.half_cycle_index += 1
     if style == "paused":
         res = yield from galvanostatic_step(beamline, j, half_cycle_s, cutoff_V=cutoff_V, open_circuit_after=True,
-                                            experiment=experiment)
+                                            beyond_compliance="end_step", experiment=experiment)
         yield from tomo_scan(beamline, experiment=experiment, **scan_kw)
         return res.reason
     remaining = half_cycle_s
@@ -400,7 +415,7 @@ def _half_cycle(beamline, experiment, j, half_cycle_s, style, scan_interval_s, s
     while remaining > 1e-9:
         seg = min(scan_interval_s, remaining)
         res = yield from galvanostatic_step(beamline, j, seg, cutoff_V=cutoff_V, open_circuit_after=False,
-                                            experiment=experiment)
+                                            beyond_compliance="end_step", experiment=experiment)
         remaining -= res.duration_s
         if res.reason != "duration":
             reason = res.reason

@@ -66,13 +66,14 @@ def test_interfaces_from_documented_projections_within_one_voxel(scan_docs, reso
 
 @pytest.mark.skipif(not fourier.available(), reason="finufft not installed")
 def test_reconstructed_slices_from_documents(scan_docs, resolve_runs):
-    """Flat/dark-normalised FBP with the documented centre; on llzo the slices' vertical profile gives the faces.
+    """Flat/dark-normalised FBP with the documented centre; the slices' vertical profile gives the faces.
 
-    On lps the SE is porous, more so next to its faces (17 % pores in its first
-    row), and the phase fringes are strong: a plain half-level profile puts
-    the faces 1.5-2 rows inside the SE (seeds 0-4), so there the faces come
-    from the projections (test above) and the slices are only checked for
-    SE-over-Li contrast.
+    The profile is the upper quartile of each slice over a central disc: pores
+    (10 % of the SE, 17 % in its first row on lps) and phase fringes pull a
+    mean profile's half-level crossing rows inside the SE, while the upper
+    quartile follows the dense SE (measured on lps seeds 0-3: faces within
+    0.5 row with the quartile, 1.1-1.2 rows with the median, up to 27 rows off
+    with the mean).
     """
     bl, docs = scan_docs
     (run,) = resolve_runs(docs).values()
@@ -91,7 +92,6 @@ def test_reconstructed_slices_from_documents(scan_docs, resolve_runs):
     se_slice = vol[(g.se_top_index + g.se_bottom_index) // 2][disc]
     li_slice = vol[g.se_top_index - 10][disc]
     assert se_slice.mean() > li_slice.mean() + 10 * li_slice.std() / np.sqrt(disc.sum())
-    if start["cell"]["chemistry"] == "llzo":
-        top, bottom = _band_edges(vol[:, disc].mean(axis=1))
-        assert abs(top - g.se_top_index) <= 1, (top, g.se_top_index)
-        assert abs(bottom - g.se_bottom_index) <= 1, (bottom, g.se_bottom_index)
+    top, bottom = _band_edges(np.percentile(vol[:, disc], 75, axis=1))
+    assert abs(top - g.se_top_index) <= 1, (top, g.se_top_index)
+    assert abs(bottom - g.se_bottom_index) <= 1, (bottom, g.se_bottom_index)

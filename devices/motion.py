@@ -31,19 +31,13 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
+from sscell_live.validation import finite as _finite
+
 from .binding import CellBinding
 
 __all__ = ["LinearStage", "RotationStage", "Shutter", "ShutterState"]
 
 
-def _finite(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
 
 
 @dataclass

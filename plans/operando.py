@@ -24,6 +24,8 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from ophyd_async.core import FlyMotorInfo, TriggerInfo
 
+from sscell_live.validation import finite as _finite
+
 from .stubs import (
     POTENTIOSTAT_STREAM,
     Experiment,
@@ -51,18 +53,6 @@ _SCAN_DEFAULTS = dict(num_angles=181, span_deg=180.0, start_deg=0.0, mode="step"
 # ---------------------------------------------------------------------------
 # argument checks (before any message)
 # ---------------------------------------------------------------------------
-def _finite(name, value, *, positive=False, non_negative=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if non_negative and v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
 
 
 def _count(name, value, minimum=0) -> int:

@@ -1,0 +1,1 @@
+"""Dashboard (pyqtgraph): live plots of an experiment metrics and alarm level."""

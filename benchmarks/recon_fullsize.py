@@ -89,29 +89,48 @@ def write_scan(path: Path, n_angles: int, n_rows: int, n_cols: int, centre: floa
     return {**truth, "theta": theta}
 
 
+def _existing_scan(path: Path, n_angles: int, n_rows: int, n_cols: int) -> dict | None:
+    """Truth of a scan file written by an earlier run with the same shape, or None."""
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if f["exchange/data"].shape != (n_angles, n_rows, n_cols) or "complete" not in f.attrs:
+                return None
+    except (OSError, KeyError):
+        return None
+    return {**phantom_layers(n_rows)[1], "theta": np.linspace(0, np.pi, n_angles, endpoint=False)}
+
+
 def run(n_angles: int, n_rows: int, n_cols: int, workdir: Path, batch_angles: int, half_width: int,
-        bulk_binning: int, scan_time_s: float, keep: bool) -> dict:
+        bulk_binning: int, scan_time_s: float, keep: bool, reuse: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     scan_path, out_path = workdir / "scan.h5", workdir / "regions.h5"
     centre = n_cols / 2 + 0.37
     t = time.perf_counter()
-    truth = write_scan(scan_path, n_angles, n_rows, n_cols, centre)
+    truth = _existing_scan(scan_path, n_angles, n_rows, n_cols) if reuse else None
+    if truth is None:
+        truth = write_scan(scan_path, n_angles, n_rows, n_cols, centre)
+        with h5py.File(scan_path, "a") as f:
+            f.attrs["complete"] = True
     t_write = time.perf_counter() - t
-    print(f"wrote {n_angles} x {n_rows} x {n_cols} uint16 ({scan_path.stat().st_size / 2**30:.1f} GiB) "
-          f"in {t_write:.0f} s")
+    print(f"{'reused' if reuse and t_write < 5 else 'wrote'} {n_angles} x {n_rows} x {n_cols} uint16 "
+          f"({scan_path.stat().st_size / 2**30:.1f} GiB) in {t_write:.0f} s")
     theta = truth["theta"]
     interval = scan_time_s / n_angles * batch_angles  # seconds between batches at the beamline
-    batch_s, streams, regions = [], None, None
-    t_total = time.perf_counter()
+    batch_s, batch_cpu, streams, regions = [], [], None, None
+    load_start = os.getloadavg()[0]
+    t_total, c_total = time.perf_counter(), time.process_time()
     with h5py.File(scan_path, "r") as f:
         d = f["exchange/data"]
         flats, darks = f["exchange/data_white"][()], f["exchange/data_dark"][()]
         for a0 in range(0, n_angles, batch_angles):
             a1 = min(n_angles, a0 + batch_angles)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             frames = d[a0:a1]  # the detector's batch
             if streams is None:
-                interfaces = find_interfaces(frames, flats, darks)
+                # a handful of angles is enough to find the two SE faces (see find_interfaces)
+                interfaces = find_interfaces(frames[:: max(1, len(frames) // 8)], flats, darks)
                 regions = plan_regions(n_rows, interfaces, half_width=half_width, bulk_binning=bulk_binning,
                                        outer=True)
                 streams = [StreamingReconstructor(n_angles, (n_rows, n_cols), centre,
@@ -119,7 +138,7 @@ def run(n_angles: int, n_rows: int, n_cols: int, workdir: Path, batch_angles: in
                                                   darks=darks, batch_angles=batch_angles) for r in regions]
             last = a1 == n_angles
             if last:
-                t_last = time.perf_counter()
+                t_last, c_last = time.perf_counter(), time.process_time()
             for s in streams:
                 s.add(frames, theta[a0:a1])
             if last:
@@ -127,9 +146,13 @@ def run(n_angles: int, n_rows: int, n_cols: int, workdir: Path, batch_angles: in
                     for r, s in zip(regions, streams):
                         s.result(out=fo[r.name]["volume"])
                 latency = time.perf_counter() - t_last
+                latency_cpu = time.process_time() - c_last
             batch_s.append(time.perf_counter() - t0)
-            print(f"batch {a0:5d}-{a1:5d}: {batch_s[-1]:6.1f} s (arrival interval {interval:.1f} s)", flush=True)
-    total = time.perf_counter() - t_total
+            batch_cpu.append(time.process_time() - c0)
+            print(f"batch {a0:5d}-{a1:5d}: {batch_s[-1]:6.1f} s wall, {batch_cpu[-1]:6.1f} s CPU "
+                  f"(arrival interval {interval:.1f} s, load {os.getloadavg()[0]:.1f})", flush=True)
+    total, total_cpu = time.perf_counter() - t_total, time.process_time() - c_total
+    cores = len(os.sched_getaffinity(0))
     # centre slice of the bulk should show the voids: a sanity figure, not a timing
     with h5py.File(out_path) as fo:
         top = fo["interface_top/volume"]
@@ -139,7 +162,7 @@ def run(n_angles: int, n_rows: int, n_cols: int, workdir: Path, batch_angles: in
         mu_se = float(np.median(sl[n // 2 - n // 10: n // 2 + n // 10, n // 2 - n // 10: n // 2 + n // 10]))
         out_gib = sum(fo[r.name]["volume"].size for r in regions) * 4 / 2**30
     res = {
-        "shape": [n_angles, n_rows, n_cols], "cores": len(os.sched_getaffinity(0)),
+        "shape": [n_angles, n_rows, n_cols], "cores": cores,
         "batch_angles": batch_angles, "scan_time_s": scan_time_s,
         "interfaces_found": list(map(int, interfaces)), "interfaces_true": [truth["se_top"], truth["se_bottom"]],
         "regions": [[r.name, r.start, r.stop, r.binning] for r in regions],
@@ -150,8 +173,21 @@ def run(n_angles: int, n_rows: int, n_cols: int, workdir: Path, batch_angles: in
         "latency_last_projection_to_volume_s": round(latency, 2),
         "latency_fraction_of_scan": round(latency / scan_time_s, 4),
         "output_GiB": round(out_gib, 2), "mu_se_recon": mu_se, "mu_se_true": MU["se"],
+        # CPU seconds (all threads) do not depend on what else runs on the machine; divided by the
+        # cores they bound the wall time this job needs on dedicated cores from below
+        "load_average_start_end": [round(load_start, 1), round(os.getloadavg()[0], 1)],
+        "cpu_total_s": round(total_cpu, 1), "cpu_per_batch_s": [round(c, 1) for c in batch_cpu],
+        "cpu_latency_s": round(latency_cpu, 1),
+        "dedicated_cores_estimate": {
+            "compute_total_s": round(total_cpu / cores, 1),
+            "max_batch_s": round(max(batch_cpu[1:] or batch_cpu) / cores, 1),
+            "latency_s": round(latency_cpu / cores, 1),
+            "fits_scan_time": bool(total_cpu / cores <= scan_time_s),
+            "keeps_up": bool(max(batch_cpu[1:] or batch_cpu) / cores <= interval)},
     }
-    if not keep:
+    if reuse:
+        out_path.unlink(missing_ok=True)  # keep the scan for the next run
+    elif not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return res
 
@@ -168,25 +204,31 @@ def main() -> None:
     ap.add_argument("--scan-time", type=float, default=420.0, help="scan duration, s (7 min)")
     ap.add_argument("--workdir", default=None, help="where the scan file goes (default runs/recon_fullsize)")
     ap.add_argument("--keep", action="store_true", help="keep the scan and region files")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the scan file of an earlier run with the same shape (and keep it)")
     a = ap.parse_args()
     if a.quick:
         shape, batch, hw = (360, 256, 512), 60, 16
     else:
-        shape, batch, hw = (1500, 2048, 2448), 100, 64
+        # 32 rows each side of an interface, as plan_regions and the CLI (--slab-rows) default to: with 64 the
+        # job needed 335 CPU s and 24 CPU s of latency, with 32 it needs 222 and 14 (two shared cores)
+        shape, batch, hw = (1500, 2048, 2448), 100, 32
     n_angles, n_rows, n_cols = a.angles or shape[0], a.rows or shape[1], a.cols or shape[2]
     scan_time = a.scan_time if not a.quick else a.scan_time * (n_angles * n_rows * n_cols) / (1500 * 2048 * 2448)
     workdir = Path(a.workdir or Path(__file__).resolve().parents[1] / "runs" / "recon_fullsize")
     free = shutil.disk_usage(workdir.parent if workdir.parent.exists() else "/").free
     need = n_angles * n_rows * n_cols * 2 * 1.05
-    if need > free:
+    if need > free and not (a.reuse and (workdir / "scan.h5").exists()):
         raise SystemExit(f"need {need / 2**30:.1f} GiB free for the scan file in {workdir}, "
                          f"have {free / 2**30:.1f} GiB")
     res = run(n_angles, n_rows, n_cols, workdir, a.batch_angles or batch, a.half_width or hw, a.bin, scan_time,
-              a.keep)
+              a.keep, a.reuse)
     res["mode"] = "quick" if a.quick else "full"
     print(f"last projection -> finished volume: {res['latency_last_projection_to_volume_s']} s; "
           f"compute {res['compute_total_s']} s for a {res['scan_time_s']:.0f} s scan "
-          f"({'fits' if res['fits_scan_time'] else 'does NOT fit'})")
+          f"({'fits' if res['fits_scan_time'] else 'does NOT fit'}; load average {res['load_average_start_end']}); "
+          f"on dedicated cores (CPU time / {res['cores']}): latency {res['dedicated_cores_estimate']['latency_s']} s, "
+          f"compute {res['dedicated_cores_estimate']['compute_total_s']} s")
     print(json.dumps(res))
 
 

@@ -3,7 +3,9 @@
 The output holds ``/volume`` (z, y, x) float32, written block by block (the
 volume never has to fit in memory), with attributes ``voxel_size_um`` (when
 the scan file gives a pixel size), ``binning``, ``center_px``, ``rows``
-(first and last detector row), ``units`` and the source file.
+(first and last detector row), ``row_indices`` (every detector row used, in
+output order: ``--rows 100:140,900:940`` gives 80 slices), ``units`` and the
+source file.
 
 With ``--regions auto`` the two Li|SE interfaces are located in the
 projections and the output holds one group per region instead
@@ -109,6 +111,8 @@ def run(args) -> int:
             ds.attrs["binning"] = opt.binning
             ds.attrs["center_px"] = center
             ds.attrs["rows"] = np.array([runs[0][0], runs[-1][-1]])
+            # every detector row used, ascending (slice k is the mean of rows k*bin .. k*bin + bin - 1)
+            ds.attrs["row_indices"] = np.concatenate(runs)
             ds.attrs["algorithm"] = opt.algorithm
             ds.attrs["source"] = str(Path(args.scan).resolve())
             px = scan.metadata.get("pixel_size_um")

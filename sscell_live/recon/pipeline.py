@@ -54,7 +54,8 @@ class Options:
     min_transmission : float
         Transmission floor before -log.
     threads : int or None
-        Threads per block for the backend (None: all cores).
+        Threads per block for the preprocessing and the backend (None: all
+        cores).
     """
 
     algorithm: str = "auto"
@@ -199,15 +200,19 @@ def _sinograms(source, r0: int, r1: int, opt: Options) -> np.ndarray:
     raw, flat, dark = source.block(slice(a0, a1))
     pp.check_inputs(raw.shape, source.theta_rad, None if flat is None else flat.shape,
                     None if dark is None else dark.shape)
-    t = pp.normalize(raw, flat, dark, min_transmission=opt.min_transmission)
-    del raw
-    if opt.paganin is not None:
+    if opt.paganin is None:
+        # normalise, -log, bin and transpose in one threaded pass over blocks of frames
+        sino = pp.line_integrals(raw, flat, dark, binning=opt.binning, min_transmission=opt.min_transmission,
+                                 sinograms=True, threads=opt.threads)
+    else:
+        t = pp.normalize(raw, flat, dark, min_transmission=opt.min_transmission)
+        del raw
         t = paganin_filter(t, **opt.paganin)
-    t = t[:, r0 - a0: r0 - a0 + (r1 - r0)]
-    p = pp.minus_log(np.ascontiguousarray(t), out=None)
-    del t
-    p = pp.bin_projections(p, opt.binning)
-    sino = np.ascontiguousarray(p.transpose(1, 0, 2))
+        t = t[:, r0 - a0: r0 - a0 + (r1 - r0)]
+        p = pp.minus_log(np.ascontiguousarray(t), out=None)
+        del t
+        p = pp.bin_projections(p, opt.binning)
+        sino = np.ascontiguousarray(p.transpose(1, 0, 2))
     if opt.ring_removal:
         sino = remove_stripe_sorting(sino, opt.ring_size)
         if opt.ring_removal == "sorting+dead":

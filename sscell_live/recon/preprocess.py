@@ -15,11 +15,14 @@ Guards (each named in the error or warning it raises):
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["average_frames", "bin_angles", "bin_projections", "check_inputs", "minus_log", "normalize"]
+__all__ = ["average_frames", "bin_angles", "bin_projections", "check_inputs", "line_integrals", "minus_log",
+           "normalize"]
 
 
 def average_frames(frames, name: str) -> np.ndarray | None:
@@ -129,28 +132,45 @@ def normalize(projections, flats=None, darks=None, *, first_frame: int = 0, min_
     p = np.asarray(projections)
     if p.ndim != 3:
         raise ValueError(f"projections must be 3-D (angle, row, column), got shape {p.shape}")
+    return _normalize(p, _references(flats, darks), first_frame, min_transmission, max_transmission)
+
+
+def _references(flats, darks):
+    """(dark, beam, dead) float32 arrays (or None) from averaged flats and darks; validates the beam."""
+    dark = None if darks is None else np.asarray(darks, dtype=np.float32)
+    if flats is None:
+        return dark, None, None
+    beam = np.asarray(flats, dtype=np.float32) - (0 if dark is None else dark)
+    dead = ~(beam > 0) | ~np.isfinite(beam)
+    if dead.all():
+        raise ValueError("flat fields have no beam: every flat pixel is zero, NaN or not above the dark "
+                         "(all-zero flats, or flats and darks swapped)")
+    if not dead.any():
+        return dark, beam, None
+    # dead pixels: no information; the transmission is interpolated from the row afterwards
+    return dark, np.where(dead, 1.0, beam).astype(np.float32), dead
+
+
+def _normalize(p: np.ndarray, refs, first_frame: int, min_transmission: float,
+               max_transmission: float) -> np.ndarray:
+    dark, beam, dead = refs
+    integer = np.issubdtype(p.dtype, np.integer)  # detector counts: always finite, skip a full pass
     p = p.astype(np.float32, copy=True)
-    finite = np.isfinite(p)
-    if not finite.all():
+    finite = None if integer else np.isfinite(p)
+    if finite is not None and finite.all():
+        finite = None
+    if finite is not None:
         dead_frames = ~finite.reshape(p.shape[0], -1).any(axis=1)
         if dead_frames.any():
             raise ValueError(f"projection frames {(np.flatnonzero(dead_frames) + first_frame).tolist()[:20]} are "
                              "entirely NaN or infinite (a failed readout); drop them with their angles")
-    if darks is not None:
-        p -= np.asarray(darks, dtype=np.float32)
-    if flats is not None:
-        beam = np.asarray(flats, dtype=np.float32) - (0 if darks is None else np.asarray(darks, dtype=np.float32))
-        dead = ~(beam > 0) | ~np.isfinite(beam)
-        if dead.all():
-            raise ValueError("flat fields have no beam: every flat pixel is zero, NaN or not above the dark "
-                             "(all-zero flats, or flats and darks swapped)")
-        if dead.any():
-            # dead pixels: no information; interpolate the transmission from the row afterwards
-            beam = np.where(dead, 1.0, beam).astype(np.float32)
+    if dark is not None:
+        p -= dark
+    if beam is not None:
         p /= beam
-        if dead.any():
+        if dead is not None:
             _repair_rows(p, np.broadcast_to(dead, p.shape))
-    if not finite.all():
+    if finite is not None:
         _repair_rows(p, ~finite)
     np.clip(p, min_transmission, max_transmission, out=p)
     return p
@@ -193,8 +213,79 @@ def bin_projections(data: np.ndarray, factor: int) -> np.ndarray:
     r2, c2 = r // factor, c // factor
     if r2 == 0 or c2 == 0:
         raise ValueError(f"binning {factor} leaves no pixels from {r} x {c} projections")
-    d = np.asarray(data[:, : r2 * factor, : c2 * factor], dtype=np.float32)
-    return d.reshape(a, r2, factor, c2, factor).mean(axis=(2, 4), dtype=np.float32)
+    d = np.asarray(data[:, : r2 * factor, : c2 * factor], dtype=np.float32).reshape(a, r2, factor, c2 * factor)
+    # rows first (contiguous adds), then columns: 4x faster than one mean over two strided axes
+    rows = d[:, :, 0].copy()
+    for i in range(1, factor):
+        rows += d[:, :, i]
+    rows = rows.reshape(a, r2, c2, factor)
+    out = rows[..., 0].copy()
+    for i in range(1, factor):
+        out += rows[..., i]
+    out *= np.float32(1.0 / (factor * factor))
+    return out
+
+
+def line_integrals(projections, flats=None, darks=None, *, binning: int = 1, first_frame: int = 0,
+                   min_transmission: float = 1e-4, max_transmission: float = 10.0, sinograms: bool = False,
+                   threads: int | None = None) -> np.ndarray:
+    """``-ln(T)`` of raw frames, binned: :func:`normalize`, :func:`minus_log`, :func:`bin_projections`.
+
+    The same numbers as the three calls in a row, computed in blocks of
+    frames on ``threads`` threads (NumPy releases the GIL in its loops), so
+    the float32 copies stay small and both cores work.
+
+    Parameters
+    ----------
+    projections : array_like (angle, row, column)
+        Raw counts.
+    flats, darks : array_like (row, column), optional
+        Averaged flat and dark of the same rows and columns.
+    binning : int
+        Detector binning (rows and columns).
+    first_frame, min_transmission, max_transmission
+        See :func:`normalize`.
+    sinograms : bool
+        Return (row, angle, column) instead of (angle, row, column).
+    threads : int, optional
+        Worker threads; default all available cores.
+
+    Returns
+    -------
+    ndarray float32
+        Line integrals (attenuation per pixel times path length in pixels,
+        per binned pixel), in the layout asked for.
+    """
+    p = np.asarray(projections)
+    if p.ndim != 3:
+        raise ValueError(f"projections must be 3-D (angle, row, column), got shape {p.shape}")
+    b = int(binning)
+    n_a, n_r, n_c = p.shape
+    shape = (n_a, n_r // b, n_c // b)
+    out = np.empty((shape[1], shape[0], shape[2]) if sinograms else shape, dtype=np.float32)
+    threads = max(1, int(threads or len(os.sched_getaffinity(0))))
+    # blocks of about 32 MiB of float32: cache-friendly, and enough of them to share between threads
+    step = max(1, min(-(-n_a // threads), int(2**25 // (4 * n_r * n_c + 1)) or 1))
+
+    refs = _references(flats, darks)
+
+    def block(a0):
+        a1 = min(n_a, a0 + step)
+        t = _normalize(p[a0:a1], refs, first_frame + a0, min_transmission, max_transmission)
+        res = bin_projections(minus_log(t, out=t), b)
+        if sinograms:
+            out[:, a0:a1] = res.transpose(1, 0, 2)
+        else:
+            out[a0:a1] = res
+
+    starts = range(0, n_a, step)
+    if threads == 1 or len(starts) == 1:
+        for a0 in starts:
+            block(a0)
+    else:
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(block, starts))
+    return out
 
 
 def bin_angles(data: np.ndarray, theta: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,14 +11,22 @@ contribution while the scan is still running; when the last frame lands only
 that last batch is left to do.
 
 Which backend per batch: the Fourier (FINUFFT) backend pays one 2-D FFT of
-the oversampled grid per slice *per batch* on top of its spreading cost
-(proportional to the angles); the pixel-driven torch backprojection has no
-per-batch overhead but costs ``n^2`` per angle, 100-200x the Fourier path
-over a whole scan. Fourier stays the default. Measured (2 shared cores,
-load 4-6): twin 96 px, 180 angles, 20 slices: 0.26 s streamed (fourier) vs
-0.5-0.9 s (torch); full-width 2448 px slabs (128 slices, 100-angle batches)
-took 236 s per batch, 8x the 28 s arrival interval -- the per-batch FFT
-dominates at that width, so ``batch_angles`` (fewer, larger batches) trades
+the oversampled grid and one deconvolution per slice *per batch* on top of
+its spreading cost (proportional to the angles); the pixel-driven torch
+backprojection has no per-batch overhead but costs ``n^2`` per angle,
+100-200x the Fourier path over a whole scan. Fourier stays the default; its
+slices are deconvolved straight into the accumulator (no temporary volume)
+and the batch weight rides on the polar samples. Frames handed over as one
+whole batch are used as they are (no buffer copy); the rows of a batch are
+normalised, logged and binned on all cores
+(:func:`~sscell_live.recon.preprocess.line_integrals`). Measured on the
+full-size job (benchmarks/recon_fullsize.py, 1500 x 2048 x 2448, 100-frame
+batches, two slabs of 128 and 130 rows at full resolution, 1788 rows binned
+4x): 20-22 CPU seconds per batch (24-26 before the backend's batched
+spreading), so at least 10-11 s on two dedicated cores against a 28 s
+arrival interval; 335 CPU s for the whole scan (420 s); 24 CPU s from the
+last frame to the volumes written to HDF5 (6.4 GiB). The per-batch FFTs
+dominate at that width, so ``batch_angles`` (fewer, larger batches) trades
 that overhead against the latency after the last frame.
 
 Steps that need the whole scan are replaced while streaming: the rotation
@@ -70,7 +78,9 @@ class StreamingReconstructor:
     n_out : int, optional
         Output slice width, pixels; default the binned detector width.
     chunk_mb : float
-        Peak size of one backend call's output, MiB (slices per call).
+        Peak size of one backend call's output, MiB (slices per call), for
+        the torch and TomoPy backends; the Fourier backend adds each batch
+        straight into the accumulator and needs no temporary volume.
     min_transmission : float
         Transmission floor before -log.
     threads : int, optional
@@ -183,14 +193,30 @@ class StreamingReconstructor:
         if self.n_added + th.size > self.n_angles:
             raise ValueError(f"more frames than the {self.n_angles} expected "
                              f"({self.n_added} received, {th.size} more)")
-        # keep only the rows we reconstruct: the buffer is small even for full frames
-        self._buf.append(np.array(f[:, self.rows], copy=True))
         self._buf_theta.append(th)
         self._n_buffered += th.size
         self.n_added += th.size
         if self._n_buffered >= self.batch_angles or self.complete:
+            if len(self._buf_theta) == 1:
+                # a whole batch in one call: straight from the caller's frames, no buffer copy
+                self._buf_theta, self._n_buffered = [], 0
+                self._backproject(self._rows_of(f), th, first_frame=self.n_done)
+                self.n_done += th.size
+                return self.n_added
+            self._buf.append(self._rows_of(f, copy=True))
             self.flush()
+        else:
+            # keep only the rows we reconstruct: the buffer is small even for full frames
+            self._buf.append(self._rows_of(f, copy=True))
         return self.n_added
+
+    def _rows_of(self, frames: np.ndarray, copy: bool = False) -> np.ndarray:
+        """The selected detector rows of full frames (a view when they are one contiguous run)."""
+        if len(self.runs) == 1:
+            r = self.runs[0]
+            sel = frames[:, int(r[0]): int(r[-1]) + 1]
+            return np.array(sel, copy=True) if copy else sel
+        return frames[:, self.rows]  # fancy indexing copies anyway
 
     def flush(self) -> None:
         """Backproject whatever is buffered now."""
@@ -204,27 +230,26 @@ class StreamingReconstructor:
 
     def _sinograms(self, raw: np.ndarray, first_frame: int) -> np.ndarray:
         """-log sinograms (slice, angle, column) of a batch of raw frames (selected rows only)."""
-        t = pp.normalize(raw, self.flat, self.dark, first_frame=first_frame, min_transmission=self.min_transmission)
-        p = pp.minus_log(t, out=t)
-        b = self.binning
-        if b > 1:
-            # runs are multiples of b long and concatenated, so consecutive groups of b rows bin together
-            p = pp.bin_projections(p, b)
-        return np.ascontiguousarray(p.transpose(1, 0, 2))
+        # runs are multiples of b long and concatenated, so consecutive groups of b rows bin together
+        return pp.line_integrals(raw, self.flat, self.dark, binning=self.binning, first_frame=first_frame,
+                                 min_transmission=self.min_transmission, sinograms=True, threads=self.threads)
 
     def _backproject(self, raw: np.ndarray, theta: np.ndarray, first_frame: int) -> None:
         sino = self._sinograms(raw, first_frame)
         backend = get_backend(self.algorithm)
         kw = {"filter_name": self.filter_name, "n_out": self.n}
-        if self.algorithm == "fourier" and self.threads:
-            kw["nthreads"] = self.threads
-        weight = np.float32(theta.size / self.n_angles)
+        weight = theta.size / self.n_angles
+        if self.algorithm == "fourier":
+            # deconvolved straight into the accumulator, the batch weight folded into the polar samples
+            backend.reconstruct_sinograms(sino, theta, self.center_binned, nthreads=self.threads, out=self._acc,
+                                          accumulate=True, scale=weight, **kw)
+            return
         per_slice = self.n * self.n * 4
         step = max(2, int(self.chunk_mb * 2**20 // per_slice) // 2 * 2)  # even: slices pack in pairs
         for s0 in range(0, self.n_slices, step):
             s1 = min(self.n_slices, s0 + step)
             part = backend.reconstruct_sinograms(sino[s0:s1], theta, self.center_binned, **kw)
-            part *= weight
+            part *= np.float32(weight)
             self._acc[s0:s1] += part
 
     def result(self, out=None, ring_filter: bool = False, **ring_options) -> np.ndarray:

@@ -5,9 +5,11 @@ HTTP never competes with the RunEngine for the GIL. Its configuration is
 written next to its data so that the same folder can be served again
 later, by hand or by :class:`TiledServer`:
 
-- catalog: SQLite (``catalog.db``), created on first use;
+- catalog: SQLite (``catalog.db``), created on first use; or, to scale
+  beyond one machine, a PostgreSQL database (``catalog_uri``, below);
 - ``writable_storage``: a ``data/`` folder (arrays TiledWriter writes) and a
-  DuckDB file (tables: event data such as the potentiostat stream);
+  DuckDB file (tables: event data such as the potentiostat stream), or a
+  PostgreSQL database for the tables (``table_storage_uri``);
 - ``readable_storage``: folders the server may serve by reference, which must
   include every detector write directory (frames stay in the detector's
   HDF5 files, registered by reference);
@@ -21,6 +23,34 @@ Example
 >>> with TiledServer("runs/tiled", readable_storage=["runs/frames"]) as server:  # doctest: +SKIP
 ...     client = server.client()
 ...     writer = server.writer()        # a bluesky_tiled_plugins.TiledWriter
+
+PostgreSQL
+----------
+SQLite holds one writer at a time on one machine. For a facility (several
+beamlines or analysis nodes writing, a catalog that outlives a laptop),
+point the catalog, and optionally the event tables, at PostgreSQL::
+
+    TiledServer("runs/tiled", readable_storage=["runs/frames"],
+                catalog_uri="postgresql+asyncpg://tiled:${TILED_PG_PASSWORD}@db.example:5432/sscell",
+                table_storage_uri="postgresql://tiled:${TILED_PG_PASSWORD}@db.example:5432/sscell")
+
+- ``catalog_uri`` is a SQLAlchemy URL with the ``asyncpg`` driver (the
+  ``asyncpg`` package); the database must exist (``createdb sscell``) and
+  the user must be able to create tables in it: the catalog's tables are
+  created on first start (``init_if_not_exists``).
+- ``table_storage_uri`` (optional; default the local DuckDB file) is a libpq
+  URL *without* a driver suffix, used through ``adbc_driver_postgresql``.
+  The two may name the same database.
+- Keep passwords out of the config file: Tiled expands ``$VAR`` /
+  ``${VAR}`` in its configuration from the server's environment, which
+  :class:`TiledServer` passes on (set ``TILED_PG_PASSWORD`` before starting).
+- Arrays TiledWriter writes stay in ``<directory>/data``; detector frames
+  stay in their HDF5 files (registered by reference): both must be on
+  storage every Tiled server of the site can read.
+
+``sscell_live.storage.postgres.LocalPostgres`` starts a throw-away cluster
+for tests and demos (``tests/test_postgres.py`` writes and replays an
+experiment through it).
 """
 
 from __future__ import annotations
@@ -55,7 +85,7 @@ def _yaml_list(items) -> str:
 
 
 def write_config(directory: str | os.PathLike, *, readable_storage=(), api_key: str, host: str = "127.0.0.1",
-                 port: int = 8000) -> Path:
+                 port: int = 8000, catalog_uri: str | None = None, table_storage_uri: str | None = None) -> Path:
     """Write a Tiled server configuration for a storage folder.
 
     Parameters
@@ -70,6 +100,14 @@ def write_config(directory: str | os.PathLike, *, readable_storage=(), api_key: 
         Single-user API key.
     host, port
         Where uvicorn listens.
+    catalog_uri : str, optional
+        Catalog database (SQLAlchemy URL); default
+        ``sqlite:///<directory>/catalog.db``. PostgreSQL:
+        ``postgresql+asyncpg://user[:password]@host:port/dbname``.
+    table_storage_uri : str, optional
+        Where tabular data (event streams) is written; default
+        ``duckdb:///<directory>/storage.duckdb``. PostgreSQL:
+        ``postgresql://user[:password]@host:port/dbname``.
 
     Returns
     -------
@@ -78,6 +116,10 @@ def write_config(directory: str | os.PathLike, *, readable_storage=(), api_key: 
     """
     directory = Path(directory).resolve()
     (directory / "data").mkdir(parents=True, exist_ok=True)
+    catalog = catalog_uri or f"sqlite:///{directory / 'catalog.db'}"
+    tables = table_storage_uri or "duckdb:///" + str(directory / "storage.duckdb")
+    _check_uri("catalog_uri", catalog, ("sqlite", "sqlite+aiosqlite", "postgresql+asyncpg"))
+    _check_uri("table_storage_uri", tables, ("duckdb", "sqlite", "postgresql"))
     readable = [str(Path(p).resolve()) for p in readable_storage]
     for p in readable:
         Path(p).mkdir(parents=True, exist_ok=True)
@@ -89,9 +131,9 @@ trees:
   - path: /
     tree: catalog
     args:
-      uri: "sqlite:///{directory / 'catalog.db'}"
+      uri: "{catalog}"
       init_if_not_exists: true
-      writable_storage: {_yaml_list([str(directory / 'data'), 'duckdb:///' + str(directory / 'storage.duckdb')])}
+      writable_storage: {_yaml_list([str(directory / 'data'), tables])}
       readable_storage: {_yaml_list(readable)}
 media_types:
   BlueskyRun:
@@ -103,6 +145,14 @@ uvicorn:
     path = directory / "config.yml"
     path.write_text(text)
     return path
+
+
+def _check_uri(what: str, uri: str, schemes) -> None:
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in schemes:
+        raise ValueError(f"{what} must start with one of {', '.join(s + '://' for s in schemes)}, got {uri!r}")
+    if '"' in uri or "\n" in uri:
+        raise ValueError(f"{what} must not contain quotes or newlines, got {uri!r}")
 
 
 class TiledServer:
@@ -122,6 +172,10 @@ class TiledServer:
     host : str
         Bind address; loopback by default (the server is not meant to be
         reachable from the network).
+    catalog_uri, table_storage_uri : str, optional
+        PostgreSQL (or other) catalog and table storage instead of the
+        folder's SQLite and DuckDB files; see :func:`write_config` and the
+        module notes.
 
     Notes
     -----
@@ -131,12 +185,15 @@ class TiledServer:
     """
 
     def __init__(self, directory: str | os.PathLike, *, readable_storage=(), api_key: str | None = None,
-                 port: int | None = None, host: str = "127.0.0.1"):
+                 port: int | None = None, host: str = "127.0.0.1", catalog_uri: str | None = None,
+                 table_storage_uri: str | None = None):
         self.directory = Path(directory).resolve()
         self.readable_storage = [Path(p).resolve() for p in readable_storage]
         self.api_key = api_key or secrets.token_hex(16)
         self.host = host
         self.port = int(port) if port else None
+        self.catalog_uri = catalog_uri
+        self.table_storage_uri = table_storage_uri
         self._process: subprocess.Popen | None = None
         self._log = None
         self.config_path: Path | None = None
@@ -163,7 +220,8 @@ class TiledServer:
             self.port = free_port(self.host)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path = write_config(self.directory, readable_storage=self.readable_storage,
-                                        api_key=self.api_key, host=self.host, port=self.port)
+                                        api_key=self.api_key, host=self.host, port=self.port,
+                                        catalog_uri=self.catalog_uri, table_storage_uri=self.table_storage_uri)
         tiled = shutil.which("tiled", path=str(Path(sys.executable).parent)) or shutil.which("tiled")
         cmd = [tiled, "serve", "config", str(self.config_path)] if tiled else \
             [sys.executable, "-m", "tiled", "serve", "config", str(self.config_path)]
@@ -227,7 +285,8 @@ class TiledServer:
 
         return from_uri(self.uri, api_key=self.api_key, **kwargs)
 
-    def writer(self, *, batch_size: int = 100, backup_directory: str | os.PathLike | None = None):
+    def writer(self, *, batch_size: int = 100, backup_directory: str | os.PathLike | None = None,
+               background: bool = False):
         """A ``bluesky_tiled_plugins.TiledWriter`` writing into this server.
 
         Parameters
@@ -236,9 +295,20 @@ class TiledServer:
             Events/StreamDatums gathered per write (1 writes each at once,
             slowly; TiledWriter flushes at every stop document anyway).
         backup_directory : path, optional
-            Where TiledWriter backs up (JSON lines) runs it failed to write.
+            Where TiledWriter backs up (JSON lines) runs it failed to write;
+            :func:`sscell_live.storage.replay_backup` writes them later.
+        background : bool
+            Wrap the writer in a :class:`~sscell_live.storage.BackgroundWriter`
+            (its own thread: the RunEngine never waits on Tiled, not even
+            during an outage). Call its ``flush()`` before reading what was
+            just written.
         """
         from bluesky_tiled_plugins import TiledWriter
 
-        return TiledWriter(self.client(), batch_size=batch_size,
-                           backup_directory=None if backup_directory is None else str(backup_directory))
+        w = TiledWriter(self.client(), batch_size=batch_size,
+                        backup_directory=None if backup_directory is None else str(backup_directory))
+        if background:
+            from .writing import BackgroundWriter
+
+            return BackgroundWriter(w)
+        return w

@@ -135,16 +135,8 @@ SUBCOMMAND_MODULES = (
     "sscell_live.metrics.cli",
     "sscell_live.storage.cli",
     "sscell_live.monitor.cli",
+    "sscell_live.monitor.remote",
 )
-
-
-def _demo_command(args) -> int:
-    try:
-        run_demo(args.chemistry, args.seed, args.n_lateral, args.out, args.scan_angles)
-    except (ValueError, OSError) as exc:
-        print(f"sscell-live demo: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sscell-live", description="Operando tomography monitor for solid-state Li cells.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate an operando experiment on the digital twin until the cell fails")
-    demo.add_argument("--chemistry", default="lps", choices=sorted(_DEMO_PROTOCOLS), help="SE preset (default lps)")
-    demo.add_argument("--seed", type=int, default=3, help="twin seed (default 3)")
-    demo.add_argument("--n-lateral", type=int, default=96, help="cell width in voxels of 1.5 um (default 96)")
-    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--scan-angles", type=int, default=181, help="projections of the final scan, 0 to skip (default 181)")
-    demo.set_defaults(func=_demo_command)
+    from . import demo as live_demo
+
+    demo = sub.add_parser("demo", help="simulated cycle_until_failure experiment with the live monitor on the "
+                                       "embedded Tiled (--twin-only: the twin alone)")
+    live_demo.add_arguments(demo)
+    demo.set_defaults(func=live_demo.command)
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -391,8 +391,13 @@ def galvanostatic_step(beamline, current_mA_cm2: float, duration_s: float, *, cu
 # ---------------------------------------------------------------------------
 # cycling
 # ---------------------------------------------------------------------------
-def _half_cycle(beamline, experiment, j, half_cycle_s, style, scan_interval_s, scan_kw, cutoff_V):
-    """One half cycle (both styles); returns the reason it ended."""
+def _half_cycle(beamline, experiment, j, half_cycle_s, style, scan_interval_s, scan_kw, cutoff_V, stop_check=None):
+    """One half cycle (both styles); returns the reason it ended.
+
+    ``stop_check``, a plan returning a reason string or None, is read after
+    every scan of the flowing style, so an alarm can end a long half cycle
+    between its scans rather than at its end.
+    """
     pstat = beamline.potentiostat
     experiment.half_cycle_index += 1
     if style == "paused":
@@ -419,6 +424,11 @@ def _half_cycle(beamline, experiment, j, half_cycle_s, style, scan_interval_s, s
         if experiment.shorted or limit:
             reason = "short" if experiment.shorted else limit
             break
+        if stop_check is not None and remaining > 1e-9:
+            stop = yield from stop_check()
+            if stop:
+                reason = stop
+                break
     yield from open_circuit(pstat)
     return reason
 
@@ -699,6 +709,10 @@ def cycle_until_failure(beamline, current_mA_cm2: float = 0.15, half_cycle_s: fl
         level = yield from bps.rd(alarm)
         return str(level)
 
+    def alarm_stop():
+        level = yield from alarm_level()
+        return f"alarm:{level}" if level in stop_levels else None
+
     def body():
         if initial_scan:
             yield from open_circuit(beamline.potentiostat)
@@ -712,7 +726,13 @@ def cycle_until_failure(beamline, current_mA_cm2: float = 0.15, half_cycle_s: fl
                 yield from tomo_scan(beamline, experiment=experiment, md={"final_scan": True}, **final_kw)
                 break
             sign = 1.0 if k % 2 == 0 else -1.0
-            r = yield from _half_cycle(beamline, experiment, sign * j, half, style, interval, scan_kw, cutoff)
+            r = yield from _half_cycle(beamline, experiment, sign * j, half, style, interval, scan_kw, cutoff,
+                                       stop_check=alarm_stop)
+            if r.startswith("alarm:"):
+                reason = r  # stopped between the scans of a flowing half cycle: current off, final scan
+                yield from open_circuit(beamline.potentiostat)
+                yield from tomo_scan(beamline, experiment=experiment, md={"final_scan": True}, **final_kw)
+                break
             if r != "duration":
                 reason = r
                 break

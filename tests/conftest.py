@@ -29,6 +29,82 @@ def tiled_server(tmp_path_factory, frames_dir):
     server.stop()
 
 
+#: Closed-loop experiments (cycle_until_failure with the live monitor, lockstep), shared by
+#: test_monitor_e2e.py and test_replay.py: name -> (chemistry, seed, |j| mA/cm2, half cycle s,
+#: style, scan interval s, cut-off V, max half cycles). Mini cells, 96 columns, 24-angle scans.
+CLOSED_LOOP = {
+    "lps": ("lps", 1, 0.25, 1800.0, "paused", None, 10.0, 20),  # twin shorts in the 11th half cycle (5.0-5.5 h)
+    "lsps": ("lsps", 1, 1.0, 5 * 3600.0, "flowing", 3600.0, 4.0, 4),  # twin hits the 4 V cut-off at 9.9 h
+    "llzo": ("llzo", 1, 0.035, 3600.0, "paused", None, 10.0, 10),  # twin shorts in the 3rd half cycle (2-3 h)
+    "lps_low_current": ("lps", 1, 0.02, 1800.0, "paused", None, 10.0, 6),  # control: unfailed after 60 half cycles
+}
+CLOSED_LOOP_SCAN = {"num_angles": 24, "num_darks": 2, "num_flats": 2}
+
+
+@pytest.fixture(scope="session")
+def closed_loop(request, frames_dir):
+    """``get(name, tiled=True)``: run (once per session) a :data:`CLOSED_LOOP` experiment with the live monitor.
+
+    With ``tiled``, raw runs go to the session's Tiled server through a
+    TiledWriter on the RunEngine, and the monitor emits its analysis runs to
+    Tiled through its own TiledWriter and writes slabs next to the frames.
+    The monitor runs in lockstep (the plan waits for it at every run
+    boundary: deterministic). Twin truth is recorded at each
+    scan's start by a test-only callback (the current is off during
+    paused-style scans; in the flowing style it flows on during the scan).
+
+    Returns
+    -------
+    dict
+        ``result`` (the plan's), ``monitor`` (closed), ``beamline``,
+        ``docs`` (every raw document), ``truth`` (scan run uid -> twin truth
+        scalars), ``twin_failed`` (truth at the end), ``name``.
+    """
+    from bluesky import RunEngine
+    from sscell_live.devices import SimBeamline
+    from sscell_live.monitor import Monitor
+    from sscell_live.plans import Experiment, cycle_until_failure
+
+    cache = {}
+    tiled_server = None
+
+    def get(name, tiled=True):
+        nonlocal tiled_server
+        if name in cache:
+            return cache[name]
+        if tiled and tiled_server is None:  # started only when a test needs it
+            tiled_server = request.getfixturevalue("tiled_server")
+        chem, seed, j, half, style, interval, cutoff, max_half = CLOSED_LOOP[name]
+        RE = RunEngine({}, call_returns_result=True)
+        bl = SimBeamline.create(chem, "mini", seed, n_lateral=96, time_scale=math.inf, lockstep=True,
+                                write_directory=frames_dir)
+        monitor = Monitor(alarm=bl.alarm, emit=tiled_server.writer() if tiled else None,
+                          slab_directory=frames_dir / "analysis")
+        bl.binding.add_lockstep_waiter(lambda: monitor.wait_idle(300))
+        docs, truth = [], {}
+
+        def test_side(name_, doc):  # test-only: twin truth at each scan's start
+            docs.append((name_, doc))
+            if name_ == "start" and doc["run_kind"] == "tomo_scan":
+                t = bl.twin.truth()
+                truth[doc["uid"]] = {k: v for k, v in t.items() if isinstance(v, (bool, int, float))}
+
+        RE.subscribe(test_side)
+        if tiled:
+            RE.subscribe(tiled_server.writer())
+        RE.subscribe(monitor)
+        result = RE(cycle_until_failure(bl, j, half, style=style, scan_interval_s=interval, cutoff_V=cutoff,
+                                        max_half_cycles=max_half, scan_kw=CLOSED_LOOP_SCAN,
+                                        experiment=Experiment())).plan_result
+        assert monitor.wait_idle(300), f"{name}: the monitor did not finish"
+        monitor.close()
+        cache[name] = {"name": name, "result": result, "monitor": monitor, "beamline": bl, "docs": docs,
+                       "truth": truth, "twin_failed": bool(bl.twin.failed)}
+        return cache[name]
+
+    return get
+
+
 @pytest.fixture
 def make_beamline(frames_dir, RE):
     """Factory of simulated beamlines writing into the session's frames directory."""
@@ -57,44 +133,25 @@ def runs_from_documents(docs):
     """Group documents by run and resolve every stream's data, frames read from the files referenced.
 
     Uses the documents alone (StreamResource uri + dataset, StreamDatum
-    indices), as the monitor does.
+    indices) through :class:`sscell_live.monitor.frames.RunData`, as the
+    monitor does.
 
     Returns
     -------
     dict
         run uid -> {"start": doc, "stop": doc or None, "streams": {stream: {key: ndarray}}}
     """
-    from collections import defaultdict
-    from urllib.parse import urlparse
+    from sscell_live.monitor.frames import RunData
 
-    import h5py
-    import numpy as np
-
-    runs, desc, sres = {}, {}, {}
-    parts = defaultdict(lambda: defaultdict(list))  # (run, stream) -> key -> [arrays]
-    for name, doc in docs:
-        if name == "start":
-            runs[doc["uid"]] = {"start": doc, "stop": None, "streams": {}}
-        elif name == "stop":
-            runs[doc["run_start"]]["stop"] = doc
-        elif name == "descriptor":
-            desc[doc["uid"]] = (doc["run_start"], doc["name"])
-        elif name == "event":
-            run, stream = desc[doc["descriptor"]]
-            for k, v in doc["data"].items():
-                parts[(run, stream)][k].append(np.asarray(v)[None])
-        elif name == "stream_resource":
-            sres[doc["uid"]] = doc
-        elif name == "stream_datum":
-            run, stream = desc[doc["descriptor"]]
-            res = sres[doc["stream_resource"]]
-            path = urlparse(res["uri"]).path
-            with h5py.File(path, "r", swmr=True) as f:
-                arr = f[res["parameters"]["dataset"]][doc["indices"]["start"]:doc["indices"]["stop"]]
-            parts[(run, stream)][res["data_key"]].append(arr)
-    for (run, stream), keys in parts.items():
-        runs[run]["streams"][stream] = {k: np.concatenate(v) for k, v in keys.items()}
-    return runs
+    out = {}
+    for uid, run in RunData.from_documents(docs).items():
+        streams = {}
+        for stream in dict.fromkeys(run.descriptors.values()):
+            data = run.resolve(stream)
+            if data:
+                streams[stream] = data
+        out[uid] = {"start": run.start, "stop": run.stop, "streams": streams}
+    return out
 
 
 @pytest.fixture

@@ -1,44 +1,164 @@
-"""Closing the loop: cycle_until_failure stopped by the monitor's alarm (lps mini, seed 1, lockstep).
+"""Closing the loop end to end: cycle_until_failure on each preset with the live monitor, runs in Tiled.
 
-In lockstep mode the plan waits at each run boundary for ``monitor.wait_idle``
-(the deterministic mode of DESIGN.md; the live default never waits), so every
-scan is assessed before the plan reads the alarm. Seed 1 at 0.15 mA/cm2 shorts
-after about 18 half cycles (test_plans_cycling); measured here: the alarm
-reaches ``imminent`` at scan 12 (bulk resistance fallen ~70 %, a crack across
-the SE) and the plan stops after 12 half cycles with a final scan, before
-the short.
+Each experiment (``conftest.CLOSED_LOOP``: mini cells, 96 columns, 24-angle
+scans) runs in lockstep: the plan waits at each run boundary for
+``monitor.wait_idle`` (the deterministic mode of DESIGN.md; the live default
+never waits), so every scan is assessed before the plan reads the alarm. Raw
+runs go to the session's Tiled server through a TiledWriter on the
+RunEngine; the monitor emits one analysis run per scan to the same server
+through its own TiledWriter. Twin truth (recorded by a test-only callback)
+says whether the cell had failed when the plan stopped.
+
+Measured (twin alone: lps seed 1 at 0.25 mA/cm2 shorts in its 11th half
+cycle, llzo seed 1 at 35 uA/cm2 in its 3rd, lsps seed 1 at 1 mA/cm2 reaches
+the 4 V cut-off at 9.9 h, lps at 0.02 mA/cm2 is unfailed after 60 half
+cycles):
+
+- ``lps``: ``watch`` from the first half cycle on (a crack across the SE:
+  measured penetration 1.00, twin truth 1.00), ``imminent`` after the 9th
+  half cycle (4.6 h; bulk resistance fallen 88 % and its trend), the plan
+  stops with a final scan before the short;
+- ``llzo``: ``imminent`` after the first half cycle (bulk-resistance trend),
+  two half cycles before the short;
+- the low-current control (0.02 mA/cm2, 6 half cycles) stays ``ok``.
+
+Known gap, measured (a strict xfail, not a weakened assertion): ``lsps``
+(1 mA/cm2, 5-h half cycles, a scan every hour while the current flows; the
+4 V cut-off comes at 9.85 h) ends at the cut-off with the alarm at
+``watch``:
+
+- measured contact fractions stray from truth: with the committed
+  segmentation the pristine bottom reads 0.12 (truth 0.25, whatever the
+  number of angles, 24 to 96); with the one in progress 0.22, but single
+  scans still stray (bottom 0.11 at 1 h, top 0.10 at 6 h, truth 0.24) and
+  the plating side drifts up (0.27-0.40 at 8-9.9 h, truth 0.21-0.22);
+- even with twin-truth contact fractions at hourly scans the alarm stays at
+  ``watch``: the stripping (bottom) interface has lost 22 % at 8.0 h and
+  31 % at 9.0 h; one point over the 25 % threshold is not confirmed (two
+  scans, or 2 sigma), and the linear trend projects 3.5 h while the loss
+  accelerates (63 % at the cut-off, 0.8 h later); the polarization is 2.3x
+  its baseline at 9.0 h (``imminent`` at 3x): the runaway is abrupt;
+- in the flowing style ``cycle_until_failure`` reads the alarm only between
+  half cycles (every 5 h), so it could not stop in time anyway.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
-from sscell_live.plans import Experiment, cycle_until_failure
+import numpy as np
+import pytest
 
-from sscell_live.monitor import Monitor
+from tiled.queries import Key
 
-SCAN = {"num_angles": 24, "num_darks": 2, "num_flats": 2}
+from sscell_live.monitor import ScanResult
+from sscell_live.monitor.publish import ANALYSIS_RUN_KIND, find_analysis_runs, read_maps
+
+FAILING = ["lps", "lsps", "llzo"]
+KNOWN_GAPS = {
+    "lsps": "lsps contact loss: measured fractions stray from truth; with truth, 31 % loss 0.8 h before the "
+            "cut-off is not confirmed at hourly scans; flowing style reads the alarm only between 5-h half cycles",
+}
 
 
-def test_alarm_stops_cycle_until_failure_before_the_short(RE, make_beamline):
-    bl = make_beamline(seed=1, lockstep=True)
-    monitor = Monitor(alarm=bl.alarm)
-    bl.binding.add_lockstep_waiter(lambda: monitor.wait_idle(120))
-    RE.subscribe(monitor)
-    result = RE(cycle_until_failure(bl, 0.15, 1800.0, scan_kw=SCAN, experiment=Experiment())).plan_result
-    assert result["stop_reason"] == "alarm:imminent"
-    assert result["half_cycles"] < 18
-    assert not bl.twin.truth()["shorted"]  # truth, test-only: stopped before the cell failed
-    starts = [d for n, d in RE.docs if n == "start" and d["run_kind"] == "tomo_scan"]
-    assert starts[-1].get("final_scan") is True
-    assert monitor.wait_idle(60)
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[n])) if n in KNOWN_GAPS else n
+            for n in names]
+
+
+def _scan_starts(docs):
+    return [d for n, d in docs if n == "start" and d["run_kind"] == "tomo_scan"]
+
+
+@pytest.mark.parametrize("name", _params(FAILING))
+def test_alarm_stops_the_plan_before_the_cell_fails(closed_loop, name):
+    run = closed_loop(name)
+    result, monitor, docs = run["result"], run["monitor"], run["docs"]
+    # the experiment ran into trouble: the twin failed, or the alarm stopped it first
+    assert result["stop_reason"] == "alarm:imminent", result
+    assert not run["twin_failed"]  # truth, test-only: stopped before the short or the cut-off
+    scans = _scan_starts(docs)
+    assert scans[-1].get("final_scan") is True and scans[-1]["current_mA_cm2"] == 0.0
+    stops = {d["run_start"]: d for n, d in docs if n == "stop"}
+    assert all(stops[s["uid"]]["exit_status"] == "success" for s in scans)
+    assert run["beamline"].binding.mode == "open_circuit"
     st = monitor.statuses
-    assert len(st) == result["scans"] and all(s.state == "ok" for s in st)
+    assert [s.state for s in st] == ["ok"] * len(scans)
     # lockstep: each scan was analysed before the next scan's run ended
     assert all(a.finished_wall <= b.stop_wall for a, b in itertools.pairwise(st))
     levels = [s.level for s in st]
-    assert levels[0] == "ok" and "imminent" in levels
+    assert levels[0] == "ok" and levels[-1] == "imminent"
     first = levels.index("imminent")
-    assert set(levels[first:]) <= {"imminent", "failed"}
-    assert monitor.latest_assessment.level == bl.alarm.get() == "imminent"
-    monitor.close()
+    assert set(levels[first:]) == {"imminent"}  # no flicker back, and never "failed" before the stop
+    assert monitor.latest_assessment.level == run["beamline"].alarm.get() == "imminent"
+
+
+def test_low_current_control_never_goes_past_watch(closed_loop):
+    run = closed_loop("lps_low_current", tiled=False)
+    assert run["result"]["stop_reason"] == "max_half_cycles"
+    assert not run["twin_failed"]
+    levels = [s.level for s in run["monitor"].statuses]
+    assert len(levels) == run["result"]["scans"] == 7
+    assert set(levels) <= {"ok", "watch"}, levels
+
+
+@pytest.mark.parametrize("name", FAILING)
+def test_raw_and_analysis_runs_are_in_tiled_and_linked(closed_loop, tiled_server, name):
+    run = closed_loop(name)
+    monitor, docs = run["monitor"], run["docs"]
+    client = tiled_server.client()
+    exp_uid = run["result"]["experiment_uid"]
+    raw_uids = {d["uid"] for n, d in docs if n == "start"}
+    scan_index = {d["uid"]: d["scan_index"] for d in _scan_starts(docs)}
+    stored = [r.metadata for r in client.search(Key("start.experiment_uid") == exp_uid).values()]
+    raw = {md["start"]["uid"]: md for md in stored if md["start"]["run_kind"] != ANALYSIS_RUN_KIND}
+    live = {md["start"]["raw_run_uid"]: md for md in stored
+            if md["start"]["run_kind"] == ANALYSIS_RUN_KIND and "replay" not in md["start"]}
+    # every raw run reached Tiled, whole; every scan has one live analysis run, linked at its start
+    assert set(raw) == raw_uids and all(md["stop"]["exit_status"] == "success" for md in raw.values())
+    assert set(live) == set(scan_index) == set(monitor.analysis_runs)
+    for uid, md in live.items():
+        assert md["start"]["uid"] == monitor.analysis_runs[uid] and md["start"]["scan_index"] == scan_index[uid]
+        assert md["stop"]["exit_status"] == "success"
+    scans = monitor.scans.set_index("run_uid")
+    assert monitor.errors == []
+    first, last = _scan_starts(docs)[0]["uid"], _scan_starts(docs)[-1]["uid"]
+    found = {}
+    for uid in (first, last):  # found from the raw uid; metrics and alarm are the monitor's, bit for bit
+        ana = next(r for r in find_analysis_runs(client, uid) if "replay" not in r.metadata["start"])
+        assert ana.metadata["start"]["uid"] == monitor.analysis_runs[uid]
+        found[uid] = ana
+        prim = ana["primary"].read()
+        row = scans.loc[uid]
+        for key in ("contact_fraction_top", "contact_fraction_bottom", "crack_penetration_fraction",
+                    "li_penetration_fraction", "void_volume_top_um3", "se_thickness_um", "cell_time_s"):
+            np.testing.assert_array_equal(prim[key].values, [row[key]], err_msg=key)
+        status = next(s for s in monitor.statuses if s.run_uid == uid)
+        assert prim["alarm_level"].values[0] == status.level
+        maps = read_maps(ana)
+        np.testing.assert_array_equal(maps["contact_map_top"], monitor.results[uid].metrics["contact_map_top"])
+        assert maps["contact_map_top"].shape == (96, 96) and maps["contact_map_top"].dtype == bool
+    units = found[last]["primary"].descriptors[0]["data_keys"]
+    assert units["void_volume_top_um3"]["units"] == "um3" and units["time_to_failure_s"]["units"] == "s"
+
+
+_HAS_VOLUME = "volume" in {f.name for f in dataclasses.fields(ScanResult)}
+
+
+@pytest.mark.xfail(not _HAS_VOLUME, strict=True,
+                   reason="ScanResult carries no reconstructed volume yet (sscell_live/monitor/analysis.py)")
+def test_live_analysis_runs_carry_the_interface_slabs(closed_loop, tiled_server):
+    run = closed_loop("llzo")
+    client = tiled_server.client()
+    for raw_uid, ana_uid in run["monitor"].analysis_runs.items():
+        ana = client[ana_uid]
+        slabs, prim = ana["slabs"], ana["primary"].read()
+        for side, (above, below) in {"top": (1, 2), "bottom": (2, 1)}.items():  # Li over SE, SE over Li
+            lab = slabs[f"labels_slab_{side}"].read()[0]
+            rec = slabs[f"recon_slab_{side}"].read()[0]
+            assert lab.shape == rec.shape == (32, 96, 96) and rec.dtype == np.float32
+            centre = lab.shape[1] // 2
+            core = (slice(None), slice(centre - 16, centre + 16), slice(centre - 16, centre + 16))
+            assert np.mean(lab[:8][core] == above) > 0.8 and np.mean(lab[-8:][core] == below) > 0.8, side
+            assert prim[f"slab_{side}_row_start"].values[0] >= 0

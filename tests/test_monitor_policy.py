@@ -4,7 +4,9 @@
   the newest scan is analysed, the plan never waits;
 - an analysis that raises on one scan gives that scan an ``error`` status
   with its traceback; the next scan is analysed normally;
-- malformed documents are recorded, never raised into the caller.
+- malformed documents are recorded, never raised into the caller;
+- analysis runs go to ``emit`` (one per scan, a failed analysis included);
+  an ``emit`` that raises is recorded and the next scan goes on.
 """
 
 from __future__ import annotations
@@ -127,3 +129,57 @@ def test_worker_never_blocks_the_producer():
     assert w.dropped == 3 and w.done == 3
     w.close()
     assert not w.submit(_Blocking(gate, log, 9))
+
+
+def test_emit_publishes_analysis_runs_and_its_errors_are_recorded(RE, make_beamline):
+    """One analysis run per scan (a failed analysis too); an emit that raises loses that run, nothing else."""
+    bl = make_beamline(seed=1)
+
+    def flaky(run, state, options, charge_C):
+        if run.start["scan_index"] == 1:
+            raise RuntimeError("injected reconstruction failure")
+        return fake_result(run, contact=0.9 - 0.01 * run.start["scan_index"])
+
+    emitted, broken = [], {"armed": True}
+
+    def emit(name, doc):
+        if name == "descriptor" and broken["armed"] and emitted[-1][1].get("scan_index") == 2:
+            broken["armed"] = False
+            raise ConnectionError("injected Tiled outage")
+        emitted.append((name, doc))
+
+    monitor = Monitor(alarm=bl.alarm, analyse=flaky, emit=emit)
+    RE.subscribe(monitor)
+    RE(operando_cycling(bl, 0.15, 1800.0, max_half_cycles=3, scan_kw=SCAN, experiment=Experiment()))
+    assert monitor.wait_idle(60)
+    st = monitor.statuses
+    assert [s.state for s in st] == ["ok", "error", "ok", "ok"]  # the emit failure did not touch the analysis
+    (err,) = monitor.errors
+    assert err["where"] == f"emit of the analysis run of {st[2].run_uid}" and "injected Tiled outage" in err["error"]
+    starts = [d for n, d in emitted if n == "start"]
+    assert [d["raw_run_uid"] for d in starts] == [s.run_uid for s in st]  # scan 2's start went out before the outage
+    assert [d["analysis_state"] for d in starts] == ["ok", "error", "ok", "ok"]
+    assert set(monitor.analysis_runs) == {st[0].run_uid, st[1].run_uid, st[3].run_uid}
+    stops = {d["run_start"]: d for n, d in emitted if n == "stop"}
+    failed = stops[monitor.analysis_runs[st[1].run_uid]]
+    assert failed["exit_status"] == "fail" and "injected reconstruction failure" in failed["reason"]
+    # the published scalars are the history's, the alarm the scan's
+    last = [d for n, d in emitted if n == "event" and "scan_index" in d["data"]][-1]["data"]
+    assert last["contact_fraction_top"] == pytest.approx(0.87) and last["scan_index"] == 3
+    assert last["alarm_level"] == st[3].level
+    monitor.close()
+
+
+def test_wait_room_is_the_back_pressure_replay_uses():
+    gate, log = threading.Event(), []
+    w = AnalysisWorker(maxsize=1)
+    assert w.wait_room(0.01)  # empty
+    w.submit(_Blocking(gate, log, 0))
+    time.sleep(0.05)  # the worker takes job 0: the queue is empty again
+    assert w.wait_room(0.01)
+    w.submit(_Blocking(gate, log, 1))  # waits: a third submission would drop it
+    assert not w.wait_room(0.05)
+    gate.set()
+    assert w.wait_room(10) and w.wait_idle(10)
+    assert w.dropped == 0 and [n for _, n in log] == [0, 1]
+    w.close()

@@ -107,6 +107,10 @@ class ScanResult:
     timings_s: dict = field(default_factory=dict)
     #: What was wrong with the data but did not stop the analysis (dropped frames, named).
     warnings: list = field(default_factory=list)
+    #: The reconstructed volume (row, y, x) and its labels: published as the analysis run's
+    #: interface slabs, then dropped by the monitor (memory).
+    volume: object = field(default=None, repr=False)
+    labels: object = field(default=None, repr=False)
 
 
 def load_scan(run, detector: str | None = None, *, max_bad_fraction: float = 0.1) -> dict:
@@ -434,4 +438,4 @@ def analyse_scan(run, state: ExperimentState, options: AnalysisOptions | None = 
     return ScanResult(run.uid, int(start.get("scan_index", -1)), cell_time, metrics, pixel_um,
                       (rows.start, rows.stop),
                       {"read": t1 - t0, "reconstruct": t2 - t1, "segment": t3 - t2, "measure": t4 - t3},
-                      list(scan["warnings"]))
+                      list(scan["warnings"]), volume=vol, labels=labels)

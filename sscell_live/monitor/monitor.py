@@ -16,7 +16,9 @@ On the worker thread, per scan: frames read from the files, normalised and
 reconstructed, segmented (calibration fitted on the experiment's first
 analysed scan, then held), measured; a metrics row is appended to the
 experiment's history, :func:`sscell_live.alarm.assess` runs on the history as
-of the scan's stop, the level is ``put`` on the alarm Signal, and the scan's
+of the scan's stop, the level is ``put`` on the alarm Signal, the scan's
+analysis run (:mod:`sscell_live.monitor.publish`: metrics, maps, slabs,
+alarm) is handed to ``emit`` (a TiledWriter, for example), and the scan's
 :class:`ScanStatus` says ``ok`` or ``error`` (with the traceback).
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from event_model import DocumentRouter
 
 from .analysis import AnalysisOptions, ExperimentState, analyse_scan, scalar_metrics
 from .frames import RunData
+from .publish import Publisher
 from .worker import AnalysisWorker, Job
 
 __all__ = ["Monitor", "ScanStatus"]
@@ -61,6 +64,8 @@ class ScanStatus:
     finished_wall: float = float("nan")
     level: str | None = None
     timings_s: dict = field(default_factory=dict)
+    #: Problems with the data that did not stop the analysis (dropped frames, named).
+    warnings: list = field(default_factory=list)
 
 
 class _Experiment:
@@ -112,6 +117,7 @@ class _ScanJob(Job):
             self.status.error = f"{type(exc).__name__}: {exc}"
             self.status.traceback = tb
             self.status.finished_wall = time.time()
+        self.monitor._publish_failed(self)
 
 
 class _AssessJob(Job):
@@ -148,6 +154,22 @@ class Monitor(DocumentRouter):
         slow or failing ones).
     assess_steps : bool
         Also re-assess (voltage channel) at each galvanostatic step's stop.
+    emit : callable, optional
+        ``emit(name, doc)`` receives the documents of one analysis run per
+        analysed scan (:mod:`sscell_live.monitor.publish`), on the worker
+        thread (give it its own TiledWriter, not the RunEngine's: a
+        TiledWriter is not thread-safe). An exception in ``emit`` is recorded
+        in :attr:`errors`; the analysis and the next scan go on.
+    frames : callable, optional
+        ``frames(start_doc) -> frame source`` (see
+        :mod:`sscell_live.monitor.frames`) for each scan run; default: read
+        the files its StreamResources name. Replay uses Tiled arrays.
+    slab_directory : path, optional
+        Where the reconstructed interface slabs are written (HDF5) for the
+        analysis runs' ``slabs`` stream; a folder the Tiled server can read.
+        None: no slabs published.
+    analysis_md : dict, optional
+        Extra start metadata of every analysis run (``replay`` uses it).
 
     Attributes
     ----------
@@ -159,10 +181,13 @@ class Monitor(DocumentRouter):
         metrics, maps included) of every scan analysed.
     max_dispatch_s : float
         Longest time a document spent in this callback on the caller's thread.
+    analysis_runs : dict
+        raw scan run uid -> uid of the analysis run emitted for it.
     """
 
     def __init__(self, alarm=None, *, options: AnalysisOptions | None = None, queue_size: int = 8,
-                 experiment_uid: str | None = None, analyse=None, assess_steps: bool = True):
+                 experiment_uid: str | None = None, analyse=None, assess_steps: bool = True, emit=None,
+                 frames=None, slab_directory=None, analysis_md: dict | None = None):
         super().__init__()
         self.alarm = alarm
         self.options = options or AnalysisOptions()
@@ -179,6 +204,10 @@ class Monitor(DocumentRouter):
         self.errors: list[dict] = []
         self.documents = 0
         self.max_dispatch_s = 0.0
+        self.emit = emit
+        self.frames = frames
+        self.publisher = Publisher(slab_directory, md=analysis_md)
+        self.analysis_runs: dict[str, str] = {}
         self._worker = AnalysisWorker(queue_size)
 
     # -- document side (caller's thread: cheap, never raises) --------------------------
@@ -206,7 +235,8 @@ class Monitor(DocumentRouter):
             if exp is None:
                 exp = self._experiments[exp_uid] = _Experiment(exp_uid, doc)
             self._latest = exp
-            self._runs[doc["uid"]] = (RunData(doc), exp)
+            source = self.frames(doc) if self.frames is not None and doc["run_kind"] == "tomo_scan" else None
+            self._runs[doc["uid"]] = (RunData(doc, source), exp)
 
     def descriptor(self, doc):
         entry = self._runs.get(doc["run_start"])
@@ -256,6 +286,15 @@ class Monitor(DocumentRouter):
             n_pot = len(exp.pot_rows)
         if run.start.get("run_kind") == "tomo_scan":
             status = ScanStatus(run.uid, exp.uid, int(run.start.get("scan_index", -1)), stop_wall=time.time())
+            exit_status = doc.get("exit_status", "success")
+            if exit_status != "success":
+                # a partial scan would put a false point into the alarm's history: recorded, not analysed
+                status.state, status.finished_wall = "aborted", time.time()
+                status.error = (f"run ended with exit_status {exit_status!r} ({doc.get('reason') or 'no reason'}): "
+                                "a partial scan is not analysed")
+                with self._lock:
+                    self._statuses[run.uid] = status
+                return
             with self._lock:
                 self._statuses[run.uid] = status
             self._worker.submit(_ScanJob(self, exp, run, status, n_pot))
@@ -277,13 +316,46 @@ class Monitor(DocumentRouter):
             row["charge_passed_abs_C"] = charge
         with self._lock:
             exp.scan_rows.append(row)
-            self.results[run.uid] = result
+            self.results[run.uid] = _without_volumes(result)
             status.timings_s = dict(result.timings_s)
+            status.warnings = list(getattr(result, "warnings", []))
             n_scan = len(exp.scan_rows)
-        level = self._assess(exp, job.n_pot, n_scan)
+        assessment = self._assess(exp, job.n_pot, n_scan)
+        if self.emit is not None:
+            t0 = time.perf_counter()
+            self._emit(lambda: self.publisher.documents(
+                run.start, result, assessment=assessment, options=self.options,
+                calibration_run_uid=exp.state.calibration_run_uid, charge_C=charge), run.uid)
+            with self._lock:
+                status.timings_s["publish"] = time.perf_counter() - t0
         with self._lock:
-            status.level = level
+            status.level = None if assessment is None else assessment.level
             status.state, status.finished_wall = "ok", time.time()
+
+    def _publish_failed(self, job: _ScanJob):
+        if self.emit is None:
+            return
+        self._emit(lambda: self.publisher.failed_run(job.run_data.start, job.status.error, options=self.options,
+                                                     calibration_run_uid=job.exp.state.calibration_run_uid),
+                   job.run_data.uid)
+
+    def _emit(self, compose, raw_uid: str) -> None:
+        """Compose an analysis run and hand its documents to ``emit``; a failure is recorded, never raised."""
+        import traceback
+
+        try:
+            docs = compose()
+        except Exception as exc:  # noqa: BLE001 - publishing never stops the analysis
+            self._record_error(f"composing the analysis run of {raw_uid}", exc, traceback.format_exc())
+            return
+        try:
+            for name, doc in docs:
+                self.emit(name, doc)
+        except Exception as exc:  # noqa: BLE001
+            self._record_error(f"emit of the analysis run of {raw_uid}", exc, traceback.format_exc())
+            return
+        with self._lock:
+            self.analysis_runs[raw_uid] = docs[0][1]["uid"]
 
     def _assess(self, exp: _Experiment, n_pot: int, n_scan: int | None):
         from sscell_live.alarm import assess
@@ -302,7 +374,7 @@ class Monitor(DocumentRouter):
                 import traceback
 
                 self._record_error("alarm put", exc, traceback.format_exc())
-        return a.level
+        return a
 
     def _record_error(self, where, exc, tb):
         with self._lock:
@@ -373,6 +445,15 @@ class Monitor(DocumentRouter):
         return self._worker.dropped
 
     @property
+    def queue_size(self) -> int:
+        """Jobs that may wait before the oldest is dropped."""
+        return self._worker.maxsize
+
+    def wait_room(self, timeout: float | None = None) -> bool:
+        """Block until a submission would not drop a job; True if so, False on timeout (replay's back-pressure)."""
+        return self._worker.wait_room(timeout)
+
+    @property
     def max_backlog(self) -> int:
         """Largest backlog seen at a submission."""
         return self._worker.max_backlog
@@ -394,3 +475,10 @@ class Monitor(DocumentRouter):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _without_volumes(result):
+    """The result without its volume arrays (kept in :attr:`Monitor.results` for every scan: memory)."""
+    names = {f.name for f in fields(result)} if hasattr(result, "__dataclass_fields__") else set()
+    drop = {k: None for k in ("volume", "labels") if k in names}
+    return replace(result, **drop) if drop else result

@@ -97,6 +97,20 @@ class AnalysisWorker:
                 self._cond.wait(left)
             return True
 
+    def wait_room(self, timeout: float | None = None) -> bool:
+        """Block until fewer than ``maxsize`` jobs wait (a submission would drop none); True if so, False on timeout.
+
+        For producers that may wait (replay at full speed), never for the RunEngine.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while len(self._jobs) >= self.maxsize and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
     def close(self, timeout: float | None = 30.0, drain: bool = True) -> None:
         """Stop the thread (after the queued jobs if ``drain``, else dropping them)."""
         with self._cond:
@@ -122,6 +136,7 @@ class AnalysisWorker:
                     return
                 job = self._jobs.popleft()
                 self._busy = True
+                self._cond.notify_all()  # room in the queue (wait_room)
             try:
                 job.run()
                 self.done += 1

@@ -202,3 +202,23 @@ def test_cycle_until_failure_with_alarm_ok_stops_at_short(RE, make_beamline, res
     assert [s["start"]["current_mA_cm2"] for s in steps] == [0.6 * (-1) ** k for k in range(len(steps))]
     assert not any(r["start"].get("final_scan") for r in runs)
     assert runs[-1]["start"]["run_kind"] == "tomo_scan" and len(scans) == len(steps) + 1
+
+
+def test_flowing_half_cycle_stops_between_its_scans_on_alarm(RE, make_beamline, resolve_runs):
+    """Flowing style (scans while current flows): the alarm is read after every scan, not only at the
+    end of a half cycle, so a 2-hour half cycle with a scan every 30 min stops after its first scan."""
+    bl = make_beamline("lps", seed=0)
+    exp = Experiment()
+    _set_alarm_after_scan(RE, bl, scan_index=1)  # the first scan inside the first half cycle
+    result = RE(cycle_until_failure(bl, 0.15, 7200.0, style="flowing", scan_interval_s=1800.0, max_half_cycles=4,
+                                    scan_kw=SCAN, final_scan_kw={**SCAN, "num_angles": 12},
+                                    experiment=exp)).plan_result
+    assert result["stop_reason"] == "alarm:imminent"
+    runs = _ordered_runs(RE.docs, resolve_runs)
+    kinds = [r["start"]["run_kind"] for r in runs]
+    # initial scan, one 30-min step, its scan (alarm), then only the final scan: the other 90 min never ran
+    assert kinds == ["tomo_scan", "galvanostatic_step", "tomo_scan", "tomo_scan"]
+    assert runs[-1]["start"].get("final_scan") and runs[-1]["streams"]["primary"]["detector"].shape[0] == 12
+    assert runs[-1]["start"]["current_mA_cm2"] == 0.0
+    step_t = runs[1]["streams"]["potentiostat"]["potentiostat-cell_time_s"]
+    assert step_t.max() - step_t.min() <= 1800.0 + 1e-6

@@ -1,7 +1,7 @@
 """Classical segmentation of reconstructed twin scans, and the ``analyze`` CLI.
 
-The column model and thresholds were tuned on seeds 101-103
-(``python -m sscell_live.segment._tune``); these tests use seed 7.
+The face model, column network and thresholds were tuned on seeds 101-106
+(``python -m sscell_live.segment._tune``); these tests use seeds 7 and 8.
 """
 
 import json
@@ -34,18 +34,18 @@ def test_segment_returns_material_codes_and_holds_calibration(lsps_series):
         assert set(np.unique(pred)) <= {0, 1, 2, 3, 4, 5}
         m = measure(pred, VOX)
         for side in ("top", "bottom"):
-            # Target: 3 points. Measured (faces tracked from the reference scan, logistic void score smoothed
-            # laterally): here +6.3/+6.8 points top, -9.0/-4.7 bottom; on seeds 1-2 (20 states, 3 presets)
-            # 31 of 40 faces within 3 points, but LSPS reads too little contact on pristine bottom faces
-            # (-10 to -15 points) and its top face is biased +3 to +7: bounds 8 and 14 points.
-            bound = 0.08 if side == "top" else 0.14
-            assert abs(m[f"contact_fraction_{side}"] - truth[f"contact_fraction_{side}"]) < bound, (name, side)
+            # Target: 3 points. Measured (face model, column network): here +2.7/+2.2 points top, -1.7/-4.0
+            # bottom; on held-out seeds 1-3 (30 states, 3 presets) 55 of 60 faces within 3 points, the worst
+            # 5.4. The bound keeps a margin for a changed reconstruction.
+            assert abs(m[f"contact_fraction_{side}"] - truth[f"contact_fraction_{side}"]) < 0.05, (name, side)
             tv = truth[f"void_volume_{side}_um3"]
-            # Target 15 %: measured -14.4 to +5.3 % here (27 of 36 faces within 15 % on seeds 1-2; the LPS
-            # bottom face underestimates by 25-37 %), so 20 % keeps a margin.
-            assert abs(m[f"void_volume_{side}_um3"] - tv) < 0.2 * tv, (name, side)
-        # the pellet is rigid: faces found on the reference scan and tracked hit the true ones
-        assert m["se_thickness_um"] == pytest.approx(truth["se_thickness_um"], abs=VOX)
+            # Target 15 %: measured -6 to +3 % here (LSPS voids are 4-6 voxels high, above the detection limit).
+            assert abs(m[f"void_volume_{side}_um3"] - tv) < 0.1 * tv, (name, side)
+        # the pellet is rigid: faces found on the reference scan (face model) and tracked hit the true ones
+        assert m["se_thickness_um"] == pytest.approx(truth["se_thickness_um"], abs=0.5 * VOX)
+        for side in ("top", "bottom"):
+            key = f"interface_position_{side}_um"
+            assert m[key] == pytest.approx(measure(labels, VOX)[key], abs=0.5 * VOX), (name, side)
         # no false cracks from blur-bridged sub-surface pores (pristine and first-cycle LSPS have none)
         assert truth["crack_volume_um3"] == 0 and m["crack_volume_um3"] == 0, name
         # the same levels every scan: the held calibration did not change
@@ -145,38 +145,65 @@ def test_li_filaments_rule_on_a_synthetic_garnet():
     assert not fil[:, 28:31, 28:31].any() and not fil[:, 25:28, 10:13].any()
 
 
-def test_unet_slabs_roundtrip_and_tiny_training_is_reproducible(tmp_path, lsps_series):
-    """Slab cut/paste are inverse; a CI-size training run twice gives identical weights with provenance."""
+@pytest.fixture(scope="module")
+def lsps_heldout():
+    """A pristine LSPS scan of another cell (seed 8): the tiny U-Net's held-out set."""
+    (name, twin), = list(twin_states("lsps", 8, checks=(0,)))
+    return scan_and_reconstruct(twin), twin.labels()
+
+
+def _slab_iou(seg, vol, labels):
+    from sscell_live.segment.unet import extract_slabs
+
+    cal = Calibration.fit(vol, VOX, preset="lsps")
+    u = cal.normalise(vol)
+    lay = cal.layout(u)
+    pred = seg.predict_slabs(extract_slabs(u, lay["se_top"], lay["se_bottom"]))
+    true = extract_slabs(labels, lay["se_top"], lay["se_bottom"])
+    return {c: float(((pred == c) & (true == c)).sum() / max(((pred == c) | (true == c)).sum(), 1)) for c in range(6)}
+
+
+def test_unet_slabs_roundtrip_and_tiny_training_is_reproducible_and_learns(tmp_path, lsps_series, lsps_heldout):
+    """Slab cut/paste are inverse; ``train-segmenter`` in CI size twice gives identical weights with
+    provenance, and they segment a held-out cell's slabs (IoU above 0.8 where an untrained net is far below)."""
+    import argparse
     import pickle
 
     torch = pytest.importorskip("torch")
-    from sscell_live.segment import Calibration
-    from sscell_live.segment.unet import (
-        extract_slabs,
-        load_segmenter,
-        paste_slabs,
-        train,
-    )
+    from sscell_live.segment import cli
+    from sscell_live.segment.unet import UNetSegmenter, build_unet, extract_slabs, load_segmenter, paste_slabs
 
     _name, vol, labels, _truth = lsps_series[0]
     slabs = extract_slabs(labels, 60, 120)
     pellet = np.ones(labels.shape[1:], bool)
     back = paste_slabs(np.zeros_like(labels), slabs, 60, 120, pellet)
     assert np.array_equal(back[40:64], labels[40:64]) and np.array_equal(back[116:140], labels[116:140])
-    # a cache of two states (the dataset reader's format), one epoch on a few slices
+    # a cache of two states (the dataset reader's format); the CI recipe (cli.CI_RECIPE) on them
     for k, (_n, v, lab, _t) in enumerate(lsps_series):
         np.savez(tmp_path / f"lsps-s7-h{k}.npz", V=v, L=lab)
         with open(tmp_path / f"lsps-s7-h{k}.truth.pkl", "wb") as fh:
             pickle.dump({}, fh)
-    metas = []
+    ap = argparse.ArgumentParser()
+    cli.register(ap.add_subparsers())
     for i in range(2):
-        metas.append(train(out=tmp_path / f"w{i}.pt", seeds=(7,), chemistries=("lsps",), cache=tmp_path,
-                           epochs=1, y_stride=16, log=lambda *a: None))
-    a = torch.load(tmp_path / "w0.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "w1.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert metas[0]["versions"]["torch"] == torch.__version__ and metas[0]["experiments"] == ["lsps-s7"]
+        args = ap.parse_args(["train-segmenter", "--ci", "--seeds", "7", "--chemistry", "lsps",
+                              "--cache", str(tmp_path), "--out", str(tmp_path / f"w{i}.pt")])
+        assert args.func(args) == 0
+    a = torch.load(tmp_path / "w0.pt", weights_only=False)
+    b = torch.load(tmp_path / "w1.pt", weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    meta = a["meta"]
+    assert meta["versions"]["torch"] == torch.__version__ and meta["experiments"] == ["lsps-s7"]
+    assert meta["threads"] == 1 and meta["epochs"] == cli.CI_RECIPE["epochs"]
     seg = load_segmenter(tmp_path / "w0.pt")
+    # it learns: held-out cell, classes of a pristine slab (vacuum incl. voids and air, Li, SE, housing);
+    # measured 0.90-0.94 (an untrained network: under 0.5)
+    iou = _slab_iou(seg, *lsps_heldout)
+    for c in (0, 1, 2, 5):
+        assert iou[c] > 0.8, (c, iou)
+    torch.manual_seed(0)
+    untrained = _slab_iou(UNetSegmenter(build_unet(8), {}), *lsps_heldout)
+    assert np.mean([untrained[c] for c in (0, 1, 2, 5)]) < 0.5
     cal = Calibration.fit(vol, VOX, preset="lsps")
     pred = seg.apply(cal, vol)
     assert pred.dtype == np.uint8 and pred.shape == vol.shape and set(np.unique(pred)) <= {0, 1, 2, 3, 4, 5}
@@ -192,4 +219,4 @@ def test_shipped_unet_weights_are_small_and_documented():
     meta = load_segmenter().meta
     for key in ("seeds", "experiments", "epochs", "torch_seed", "threads", "versions"):
         assert key in meta
-    assert not {"s1", "s2", "s7"} & {e.rsplit("-", 1)[1] for e in meta["experiments"]}  # held-out seeds
+    assert not {"s1", "s2", "s3", "s7", "s8"} & {e.rsplit("-", 1)[1] for e in meta["experiments"]}  # held-out seeds

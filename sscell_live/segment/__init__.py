@@ -10,12 +10,15 @@ Calibration.fit(first_volume, voxel_size_um) -> Calibration
     segments later scans with the same levels; ``save``/``load`` as JSON.
 segmentation_notes(preset) -> list[str]
     Detection limits of metrics measured on these labels (Li vs vacuum in the SE).
+DETECTION_LIMITS
+    Smallest void height and crack/filament width the grey-scan pipeline resolves (voxels).
 
 The learned interface-slab U-Net lives in :mod:`sscell_live.segment.unet`
 (torch, imported lazily; ``sscell-live train-segmenter`` reproduces its weights).
 """
 
 from .classical import (
+    DETECTION_LIMITS,
     Calibration,
     SegmentationError,
     check_volume,
@@ -23,4 +26,4 @@ from .classical import (
     segmentation_notes,
 )
 
-__all__ = ["Calibration", "SegmentationError", "check_volume", "segment", "segmentation_notes"]
+__all__ = ["DETECTION_LIMITS", "Calibration", "SegmentationError", "check_volume", "segment", "segmentation_notes"]

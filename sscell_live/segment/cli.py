@@ -88,15 +88,23 @@ def train_segmenter(args) -> int:
         return 2
     seeds = tuple(args.seeds) if args.seeds else ((101,) if args.ci else (101, 102, 103))
     chems = tuple(args.chemistry) if args.chemistry else (("lps",) if args.ci else ("lps", "lsps", "llzo"))
-    epochs = args.epochs if args.epochs is not None else (1 if args.ci else 8)
+    # CI size: few slices, small batches, a higher rate: learns the main classes in seconds
+    recipe = dict(CI_RECIPE) if args.ci else {"epochs": 12, "y_stride": 2, "batch": 32, "lr": 3e-3}
+    for key in recipe:
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
     out = Path(args.out) if args.out else (Path("unet_weights_ci.pt") if args.ci else WEIGHTS_PATH)
     try:
         train(out=out, seeds=seeds, chemistries=chems, cache=Path(args.cache) if args.cache else None,
-              epochs=epochs, seed=args.seed, threads=args.threads, device=args.device)
+              seed=args.seed, threads=args.threads, device=args.device, **recipe)
     except (OSError, ValueError) as exc:
         print(f"train-segmenter: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+#: ``train-segmenter --ci``: the tiny recipe (tests/test_segment.py checks that it learns).
+CI_RECIPE = {"epochs": 8, "y_stride": 4, "batch": 4, "lr": 5e-3}
 
 
 def register(subparsers) -> None:
@@ -112,13 +120,17 @@ def register(subparsers) -> None:
 
     t = subparsers.add_parser("train-segmenter",
                               help="train the interface-slab U-Net on twin scans (reproduces the shipped weights)")
-    t.add_argument("--ci", action="store_true", help="CI size: one seed, LPS only, one epoch, CPU-quick")
+    t.add_argument("--ci", action="store_true",
+                   help="CI size: seed 101, LPS only, every 4th slice, batch 4, 8 epochs (seconds on a CPU)")
     t.add_argument("--seeds", type=int, nargs="*", default=None, help="twin seeds (default 101 102 103)")
     t.add_argument("--chemistry", nargs="*", choices=("lps", "lsps", "llzo"), default=None)
-    t.add_argument("--epochs", type=int, default=None, help="default 8 (1 with --ci)")
+    t.add_argument("--epochs", type=int, default=None, help="default 12")
+    t.add_argument("--y-stride", dest="y_stride", type=int, default=None, help="every n-th y-slice (default 2; 4 with --ci)")
+    t.add_argument("--batch", type=int, default=None, help="slices per step (default 32; 4 with --ci)")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-3; 5e-3 with --ci)")
     t.add_argument("--cache", default=None, help="directory of cached <state>.npz + .truth.pkl scans")
     t.add_argument("--out", default=None, help="weights file (default: the shipped unet_weights.pt)")
     t.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
-    t.add_argument("--threads", type=int, default=2, help="torch threads (default 2: reproducible)")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1: reproducible, fastest when shared)")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     t.set_defaults(func=train_segmenter)

@@ -1,0 +1,113 @@
+"""Column network: void score, void height and interphase height of each pellet column at one SE face.
+
+The linear column model (``classical.predict_columns``) reads one grey
+profile per column. At the twin's resolution (Paganin low-pass of about 2.5
+pixels) a 2-voxel void between Li and SE and a porous first SE layer both
+show as one dip next to the face; which side of the face the dip sits on,
+and how wide the dark patch is laterally, tell them apart. So the network
+reads each column's profile across the face at two lateral smoothing scales
+(``sigmas_um``: the column itself and its neighbourhood) and a small MLP
+(two hidden ReLU layers) returns three numbers per column:
+
+0. the void score (logit of "this column has an interfacial void"),
+1. the void height (voxels),
+2. the interphase height (voxels).
+
+Inference is plain numpy (weights in ``column_model.json``); training
+(:func:`fit_column_net`, torch, run by ``python -m sscell_live.segment._tune``)
+is deterministic: fixed seed, one thread, fixed batch order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["U_RANGE", "column_net_outputs", "column_profiles", "fit_column_net", "mlp_forward"]
+
+#: Grey range fed to the network (normalised units: 0 Li/transparent, 1 SE); outliers are clipped.
+U_RANGE = (-2.0, 4.0)
+
+
+def column_profiles(u: np.ndarray, face: int, side: str, k_out: int, k_in: int, sigmas_vox) -> np.ndarray:
+    """(y, x, len(sigmas) * (k_out + k_in)) profiles across one SE face, float32.
+
+    For each lateral smoothing scale: ``k_out`` layers on the electrode side
+    (nearest the face first), then ``k_in`` inside the SE. ``face`` is the
+    first SE layer (top) or one past the last (bottom); layers outside the
+    volume repeat the edge layer. Only the sampled layers are smoothed.
+    """
+    nz = u.shape[0]
+    if side == "top":
+        zs = [face - 1 - k for k in range(k_out)] + [face + k for k in range(k_in)]
+    elif side == "bottom":
+        zs = [face + k for k in range(k_out)] + [face - 1 - k for k in range(k_in)]
+    else:
+        raise ValueError(f"side must be 'top' or 'bottom', got {side!r}")
+    stack = np.clip(u[np.clip(zs, 0, nz - 1)], *U_RANGE).astype(np.float32)
+    parts = [ndimage.gaussian_filter(stack, (0.0, s, s)) if s > 0 else stack for s in sigmas_vox]
+    return np.concatenate(parts, axis=0).transpose(1, 2, 0)
+
+
+def mlp_forward(params: dict, x: np.ndarray) -> np.ndarray:
+    """Outputs (..., 3) of the column MLP for features (..., F)."""
+    h = x.reshape(-1, x.shape[-1]).astype(np.float32, copy=False)
+    n = len(params["layers"])
+    for i, (w, b) in enumerate(params["layers"]):
+        h = h @ np.asarray(w, np.float32) + np.asarray(b, np.float32)
+        if i < n - 1:
+            np.maximum(h, 0.0, out=h)
+    return h.reshape(x.shape[:-1] + (h.shape[-1],))
+
+
+def column_net_outputs(model: dict, u: np.ndarray, face: int, side: str, voxel_size_um: float):
+    """(void score, void height, interphase height) maps (y, x) of one face."""
+    sig = [s / voxel_size_um for s in model["sigmas_um"]]
+    f = column_profiles(u, face, side, model["k_out"], model["k_in"], sig)
+    o = mlp_forward(model["net"], f)
+    return o[..., 0], o[..., 1], o[..., 2]
+
+
+def fit_column_net(feature_maps, void_maps, inter_maps, contact_maps, pellets, *, hidden: int = 32,
+                   epochs: int = 20, batch: int = 512, lr: float = 3e-3, seed: int = 0,
+                   height_weight: float = 0.2) -> dict:
+    """Train the column MLP; returns ``{"layers": [[W, b], ...]}`` (lists, JSON-ready).
+
+    Each list holds one map per (scan, side): features (y, x, F) from
+    :func:`column_profiles`, void and interphase heights (y, x) in voxels,
+    contact (y, x) bool and pellet (y, x) bool (columns used). Loss: logistic
+    on "has a void" plus ``height_weight`` times smooth-L1 on both heights.
+    Deterministic on CPU: one thread, fixed seed and batch order.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny net: one thread is fastest and reproducible on a shared machine
+    try:
+        X = np.concatenate([f[p] for f, p in zip(feature_maps, pellets)]).astype(np.float32)
+        y = np.stack([np.concatenate([~c[p] for c, p in zip(contact_maps, pellets)]).astype(np.float32),
+                      np.concatenate([h[p] for h, p in zip(void_maps, pellets)]).astype(np.float32),
+                      np.concatenate([h[p] for h, p in zip(inter_maps, pellets)]).astype(np.float32)], axis=1)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(y)
+        nn = torch.nn
+        net = nn.Sequential(nn.Linear(X.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                            nn.Linear(hidden, 3))
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        f = torch.nn.functional
+        for _ in range(epochs):
+            perm = torch.randperm(len(Xt), generator=gen)
+            for i in range(0, len(Xt), batch):
+                b = perm[i: i + batch]
+                o = net(Xt[b])
+                loss = (f.binary_cross_entropy_with_logits(o[:, 0], Yt[b, 0])
+                        + height_weight * f.smooth_l1_loss(o[:, 1], Yt[b, 1])
+                        + height_weight * f.smooth_l1_loss(o[:, 2], Yt[b, 2]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        layers = [m for m in net if isinstance(m, nn.Linear)]
+        return {"layers": [[m.weight.detach().numpy().T.tolist(), m.bias.detach().numpy().tolist()] for m in layers]}
+    finally:
+        torch.set_num_threads(prev_threads)

@@ -1,11 +1,11 @@
-"""Alarm levels, the assessment record and the thresholds (with their sources)."""
+"""Alarm levels, the assessment record, the thresholds and the literature limits (with their sources)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Level", "Assessment", "AlarmThresholds"]
+__all__ = ["Level", "Assessment", "AlarmThresholds", "LITERATURE_LIMITS", "cell_limits"]
 
 
 class Level(enum.IntEnum):
@@ -53,6 +53,57 @@ class Assessment:
         return int(Level[self.level.upper()])
 
 
+#: What the studies measured about the current a cell of each chemistry
+#: survives, used when the cell metadata names its chemistry but gives no
+#: limit of its own (a CCD measured on a sister cell always wins).
+#:
+#: ``stripping_limit_mA_cm2``: effective current density (current per
+#: *contact* area) at which the stripping interface runs away. Lewis-LSPS
+#: (Li10SnP2S12, 1 mA/cm2): the cell polarised to -4 V once the stripping
+#: interface had lost 52 % of its 20-25 % initial contact, i.e. at
+#: 1 / (0.225 * 0.48) = about 9 mA/cm2 effective; it had started at 4-5.
+#:
+#: ``critical_current_density_mA_cm2``: nominal CCD (current per electrode
+#: area at which a short or runaway sets in). Dixit-LLZO: about 26 uA/cm2
+#: for 1.5 mm LLZO cells without stack pressure.
+#:
+#: Li3PS4 (Hao-LPS, Dixit-LPS) fails by Li-filled cracks, not by a current
+#: limit the in-situ cells report: no entry, its alarm rests on the
+#: penetration and bulk-resistance channels.
+LITERATURE_LIMITS = {
+    "lsps": {"stripping_limit_mA_cm2": 9.0, "source": "Lewis-LSPS"},
+    "llzo": {"critical_current_density_mA_cm2": 0.026, "source": "Dixit-LLZO"},
+}
+
+
+def cell_limits(cell: dict) -> dict:
+    """The current limits that apply to a cell: its own metadata first, then its chemistry's literature values.
+
+    Returns
+    -------
+    dict
+        ``stripping_limit_mA_cm2`` and ``critical_current_density_mA_cm2``
+        (each a float or None) and ``source`` (where they came from).
+    """
+    lit = LITERATURE_LIMITS.get(str(cell.get("chemistry") or "").lower(), {})
+    out, sources = {}, []
+    for key in ("stripping_limit_mA_cm2", "critical_current_density_mA_cm2"):
+        own = cell.get(key)
+        if own is not None:
+            value = float(own)
+            if not value > 0:
+                raise ValueError(f"cell {key} must be a positive current density in mA/cm2, got {own!r}")
+            out[key] = value
+            sources.append(f"{key} from the cell")
+        elif key in lit:
+            out[key] = float(lit[key])
+            sources.append(f"{key} from {lit['source']}")
+        else:
+            out[key] = None
+    out["source"] = "; ".join(sources)
+    return out
+
+
 @dataclass(frozen=True)
 class AlarmThresholds:
     """Thresholds of the failure alarm, each with a physical meaning.
@@ -81,18 +132,32 @@ class AlarmThresholds:
     default_cutoff_V: float = 10.0
 
     # -- contact channel (Lewis-LSPS) ------------------------------------------------
-    #: Relative contact loss of the stripping interface since its first
-    #: measurement. Lewis-LSPS: -8.9 % while reduced did not fail the cell;
-    #: -47 % in the last hour preceded the runaway.
+    #: Relative contact loss of the stripping interface since its baseline
+    #: (the median of its first ``baseline_scans`` measurements). Lewis-LSPS:
+    #: -8.9 % while reduced did not fail the cell; -47 % in the last hour
+    #: preceded the runaway.
     contact_loss_watch: float = 0.15
     contact_loss_imminent: float = 0.25
+    baseline_scans: int = 3
     #: One-sigma noise of a measured contact fraction (absolute): segmentation
     #: of a reconstructed interface slab, as the imaging path measures it.
     contact_noise: float = 0.01
-    contact_loss_failure: float = 0.50  # the loss extrapolated to as "failure" for time-to-failure
-    #: Effective current density |j| / contact as a fraction of the cell's CCD.
+    #: Loss taken as "failure" for the time to failure when no stripping
+    #: limit is known (Lewis-LSPS: 52 % total loss at the runaway).
+    contact_loss_failure: float = 0.50
+    #: Effective current density |j| / contact of an interface that strips
+    #: now or will strip after the next reversal, as a fraction of the
+    #: stripping limit (``LITERATURE_LIMITS``). Lewis-LSPS started at 4-5 of
+    #: about 9 mA/cm2 (0.5) and ran away within two half cycles: ``imminent``;
+    #: a third of the limit is where the contact loss begins to matter.
+    stripping_limit_watch: float = 0.35
+    stripping_limit_imminent: float = 0.5
+    #: Nominal current density against the cell's nominal CCD, scaled by the
+    #: contact lost since (the effective current rises as contact falls).
+    #: ``imminent`` within 10 % of the CCD: CCDs of nominally identical cells
+    #: scatter by that much (Dixit-LLZO; the twin's ramps give 26-32 uA/cm2).
     effective_current_watch: float = 0.5
-    effective_current_imminent: float = 0.8
+    effective_current_imminent: float = 0.9
 
     # -- cracks and Li (Hao-LPS, Dixit-LPS, Siniscalchi-LLZTO) ---------------------------
     #: Cracks cross the pellet early without failing the cell (Hao-LPS): a deep
@@ -103,13 +168,30 @@ class AlarmThresholds:
     li_penetration_imminent: float = 0.75
     #: One-sigma noise of a penetration fraction (about a voxel of the pellet).
     penetration_noise: float = 0.02
-    #: Relative fall of the bulk resistance (Li filament shortening the ionic path).
-    bulk_resistance_drop_watch: float = 0.1
-    bulk_resistance_drop_imminent: float = 0.7
+    #: Relative fall of the bulk resistance: the share of the SE thickness
+    #: Li already bridges (Siniscalchi-LLZTO: the resistance falls as Li
+    #: penetrates, then collapses at the short). Hao-LPS cells kept working
+    #: for many cycles with Li-filled cracks across much of the pellet, so
+    #: ``imminent`` waits until only a tenth of the ionic path is left.
+    bulk_resistance_drop_watch: float = 0.3
+    bulk_resistance_drop_imminent: float = 0.9
+    #: Readings at the start that set the bulk-resistance baseline, s.
+    bulk_baseline_s: float = 1800.0
 
     # -- time to failure -------------------------------------------------------------
     #: A projected failure closer than this raises ``imminent``, s.
     horizon_s: float = 3600.0
-    #: Scans used for trends.
+    #: Scan trends use the last ``trend_points`` scans or those of the last
+    #: ``trend_span_s`` (three 15-min intervals of Lewis-LSPS), whichever are
+    #: more; the bulk-resistance trend uses the potentiostat readings of the
+    #: last ``trend_window_s``. A slope within ``trend_significance``
+    #: standard errors of zero projects nothing (with 5-min scans, contact
+    #: noise alone would otherwise extrapolate to a failure).
     trend_points: int = 4
+    trend_span_s: float = 2700.0
+    #: A line through two scans cannot tell a step (voids opening at a
+    #: current reversal, then stable) from a trend: scan trends need three.
+    trend_min_points: int = 3
+    trend_window_s: float = 7200.0
+    trend_significance: float = 2.0
     hysteresis: float = 0.8

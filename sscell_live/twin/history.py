@@ -20,7 +20,7 @@ from scipy import ndimage
 from ..registry import Semantic
 from .cell import CellTwin
 from .geometry import CellGeometry, mini
-from .state import FULL_CONNECTIVITY
+from .state import FULL_CONNECTIVITY, li_path
 
 __all__ = ["MetricNoise", "Protocol", "PROTOCOLS", "simulate_history", "scan_truth", "ExperimentHistory",
            "LSPS_SLAB_SCANS"]
@@ -90,18 +90,7 @@ def scan_truth(twin: CellTwin) -> dict:
             if z1 == g.se_voxels:
                 pen = max(pen, (g.se_voxels - z0) / g.se_voxels)
     out["crack_penetration_fraction"] = float(pen)
-    li_se = (se == Semantic.LI_IN_CRACK) | (se == Semantic.LI_IN_PORE)
-    connects, li_pen = False, 0.0
-    if li_se.any():
-        li_lab, _ = ndimage.label(li_se, structure=FULL_CONNECTIVITY)
-        top_ids = set(np.unique(li_lab[0])) - {0}
-        bot_ids = set(np.unique(li_lab[-1])) - {0}
-        connects = bool(top_ids & bot_ids)
-        for idx, sl in enumerate(ndimage.find_objects(li_lab), start=1):
-            if idx in top_ids:
-                li_pen = max(li_pen, sl[0].stop / g.se_voxels)
-            if idx in bot_ids:
-                li_pen = max(li_pen, (g.se_voxels - sl[0].start) / g.se_voxels)
+    connects, li_pen = li_path(se, g.se_voxels)
     out["li_path_connects"] = connects
     out["li_penetration_fraction"] = float(li_pen)
     return out

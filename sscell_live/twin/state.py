@@ -326,18 +326,7 @@ def bookkeeping(state: CellState, semantic: np.ndarray | None = None) -> dict:
             pen = max(pen, (g.se_voxels - z0) / g.se_voxels)
     out["crack_penetration_fraction"] = float(pen)
     out["crack_spans_pellet"] = bool(spans)
-    li_se = (se == Semantic.LI_IN_CRACK) | (se == Semantic.LI_IN_PORE)
-    li_lab, li_n = ndimage.label(li_se, structure=FULL_CONNECTIVITY)
-    connects, li_pen = False, 0.0
-    if li_n:
-        top_ids = set(np.unique(li_lab[0])) - {0}
-        bot_ids = set(np.unique(li_lab[-1])) - {0}
-        connects = bool(top_ids & bot_ids)
-        for idx, sl in enumerate(ndimage.find_objects(li_lab), start=1):
-            if idx in top_ids:
-                li_pen = max(li_pen, sl[0].stop / g.se_voxels)
-            if idx in bot_ids:
-                li_pen = max(li_pen, (g.se_voxels - sl[0].start) / g.se_voxels)
+    connects, li_pen = li_path(se, g.se_voxels)
     out["li_path_connects"] = connects
     out["li_penetration_fraction"] = float(li_pen)
     widths = crack_widths_um(state, semantic)
@@ -346,6 +335,38 @@ def bookkeeping(state: CellState, semantic: np.ndarray | None = None) -> dict:
     out["stack_thickness_um"] = state.collector_position_um("bottom") - state.collector_position_um("top")
     out["porosity_factor_blocks"] = state.porosity_factor_blocks  # 3D, per 30 um block (twin only)
     return out
+
+
+def li_path(se_semantic: np.ndarray, se_voxels: int) -> tuple[bool, float]:
+    """Li inside the SE: whether it connects the two faces, and its deepest reach.
+
+    Parameters
+    ----------
+    se_semantic : ndarray
+        Semantic labels of the SE layer, (z, y, x), z = 0 at the top face.
+    se_voxels : int
+        SE thickness, voxels.
+
+    Returns
+    -------
+    connects : bool
+        One 26-connected Li body (in cracks or pores) touches both faces.
+    penetration_fraction : float
+        Deepest reach of Li grown from either face, as a fraction of the SE thickness.
+    """
+    li_se = (se_semantic == Semantic.LI_IN_CRACK) | (se_semantic == Semantic.LI_IN_PORE)
+    li_lab, li_n = ndimage.label(li_se, structure=FULL_CONNECTIVITY)
+    connects, li_pen = False, 0.0
+    if li_n:
+        top_ids = set(np.unique(li_lab[0])) - {0}
+        bot_ids = set(np.unique(li_lab[-1])) - {0}
+        connects = bool(top_ids & bot_ids)
+        for idx, sl in enumerate(ndimage.find_objects(li_lab), start=1):
+            if idx in top_ids:
+                li_pen = max(li_pen, sl[0].stop / se_voxels)
+            if idx in bot_ids:
+                li_pen = max(li_pen, (se_voxels - sl[0].start) / se_voxels)
+    return connects, float(li_pen)
 
 
 def crack_widths_um(state: CellState, semantic: np.ndarray) -> np.ndarray:

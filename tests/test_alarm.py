@@ -58,8 +58,19 @@ def test_a_single_spike_is_smoothed_away_but_a_sustained_collapse_is_a_short():
 def test_cutoff_is_failed_and_growing_polarization_escalates():
     t = np.arange(0, 8 * 3600, 60.0)
     v = 0.2 * np.exp(t / (8 * 3600) * np.log(4.0))  # x4 over 8 h
-    a = assess(_voltage_history(t, v, 1.0), {"cutoff_V": 5.0})
+    slow = assess(_voltage_history(t, v, 1.0), {"cutoff_V": 5.0})
+    assert slow.level == "watch"  # slow growth (an interphase) is no runaway: 10.6 h to the cut-off
+    assert slow.time_to_failure_s == pytest.approx(np.log(5.0 / v[-1]) / (np.log(4.0) / (8 * 3600)), rel=0.1)
+    v6 = 0.2 * np.exp(t / (8 * 3600) * np.log(6.0))  # x6 over 8 h: past the 5x level
+    a = assess(_voltage_history(t, v6, 1.0), {"cutoff_V": 5.0})
     assert a.level == "imminent" and "polarization" in a.reasons[0]
+    # a runaway: flat for 6 h, then doubling every 15 min; 30 min into it (x4, 0.8 V) the
+    # exponential trend projects the 5 V cut-off within the hour
+    run = 0.2 * np.where(t < 6 * 3600, 1.0, 2.0 ** ((t - 6 * 3600) / 900.0))
+    m = t <= 6.5 * 3600
+    b = assess(_voltage_history(t[m], run[m], 1.0), {"cutoff_V": 5.0})
+    assert b.level == "imminent" and any("voltage trend projects failure" in r for r in b.reasons)
+    assert b.time_to_failure_s < 3600
     halfway = t <= 4 * 3600  # x2 by then: watch, with a projected time to the cut-off
     b = assess(_voltage_history(t[halfway], v[halfway], 1.0), {"cutoff_V": 5.0, "area_cm2": 0.03})
     assert b.level == "watch"
@@ -109,7 +120,8 @@ def test_contact_trend_gives_time_to_failure_with_uncertainty():
     sigma_slope = th.contact_noise / 0.25 / np.sqrt(np.sum((t - t.mean()) ** 2))
     slope = 0.16 / 3600
     assert a.time_to_failure_uncertainty_s == pytest.approx(0.30 / slope**2 * sigma_slope, rel=0.01)
-    faster = assess(_contact_history([0.05, 0.12, 0.19, 0.24]))  # 0.26 to go at 0.27 per h: < 1 h
+    # 10-min scans: 0.25 to go at 0.38 per h: 40 +- 11 min, within the hour even at one sigma
+    faster = assess(_contact_history([0.05, 0.12, 0.19, 0.24], dt=600.0))
     assert faster.level == "imminent" and any("projects failure" in r for r in faster.reasons)
 
 

@@ -91,10 +91,11 @@ def assess(history, cell: Mapping | None = None, thresholds: AlarmThresholds | N
     if level == Level.FAILED:
         ttf, sigma = 0.0, 0.0
     else:
-        trends = [(s.ttf_s, s.ttf_sigma_s or 0.0, s.name) for s in signals if s.ttf_s is not None and s.level >= Level.WATCH]
+        trends = [(s.ttf_s + th.horizon_sigmas * (s.ttf_sigma_s or 0.0), s.ttf_s, s.ttf_sigma_s or 0.0, s.name)
+                  for s in signals if s.ttf_s is not None and s.level >= Level.WATCH]
         if trends:
-            ttf, sigma, name = min(trends)
-            if ttf < th.horizon_s and level < Level.IMMINENT:
+            _, ttf, sigma, name = min(trends)  # the projection most confidently near
+            if ttf + th.horizon_sigmas * sigma < th.horizon_s and level < Level.IMMINENT:
                 level = Level.IMMINENT
                 reasons.append(f"{name} trend projects failure in {ttf / 60:.0f} +- {sigma / 60:.0f} min")
     if level >= Level.WATCH and ttf is not None and cell.get("area_cm2"):

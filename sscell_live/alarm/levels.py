@@ -124,9 +124,13 @@ class AlarmThresholds:
     #: ... for at least this long (SCIENCE.md 4.5: V falls to near 0 V).
     short_persistence_s: float = 600.0
     #: Area-specific resistance |V|/|j| relative to its baseline (first
-    #: ``baseline_s`` under current) for ``watch`` and for ``imminent``.
+    #: ``baseline_s`` under current) for ``watch`` and for ``imminent``. A
+    #: reactive SE's interphase alone triples it within a day at moderate
+    #: current without a failure (twin lsps at 0.8 mA/cm2); a runaway is
+    #: announced by its exponential trend toward the cut-off, so the level
+    #: itself only says ``imminent`` at five times the start.
     polarization_watch_factor: float = 1.5
-    polarization_imminent_factor: float = 3.0
+    polarization_imminent_factor: float = 5.0
     baseline_s: float = 1800.0
     #: Protocol cut-off when the cell metadata gives none, V (Dixit-LPS: 10 V).
     default_cutoff_V: float = 10.0
@@ -179,8 +183,12 @@ class AlarmThresholds:
     bulk_baseline_s: float = 1800.0
 
     # -- time to failure -------------------------------------------------------------
-    #: A projected failure closer than this raises ``imminent``, s.
+    #: A projected failure closer than this raises ``imminent``, s, once the
+    #: projection plus ``horizon_sigmas`` of its uncertainty is within it (a
+    #: step of contact at a current reversal fitted through two scans
+    #: projects a near failure with a wide uncertainty: not yet imminent).
     horizon_s: float = 3600.0
+    horizon_sigmas: float = 1.0
     #: Scan trends use the last ``trend_points`` scans or those of the last
     #: ``trend_span_s`` (three 15-min intervals of Lewis-LSPS), whichever are
     #: more; the bulk-resistance trend uses the potentiostat readings of the
@@ -189,9 +197,9 @@ class AlarmThresholds:
     #: noise alone would otherwise extrapolate to a failure).
     trend_points: int = 4
     trend_span_s: float = 2700.0
-    #: A line through two scans cannot tell a step (voids opening at a
-    #: current reversal, then stable) from a trend: scan trends need three.
-    trend_min_points: int = 3
+    #: Scans a trend needs at least (two: a fast collapse may allow no more
+    #: before it; ``horizon_sigmas`` guards against a step read as a trend).
+    trend_min_points: int = 2
     trend_window_s: float = 7200.0
     trend_significance: float = 2.0
     hysteresis: float = 0.8

@@ -18,28 +18,21 @@ cycles):
   measured penetration 1.00, twin truth 1.00), ``imminent`` after the 9th
   half cycle (4.6 h; bulk resistance fallen 88 % and its trend), the plan
   stops with a final scan before the short;
-- ``llzo``: ``imminent`` after the first half cycle (bulk-resistance trend),
-  two half cycles before the short;
+- ``lsps``: ``watch`` from the pristine scan (the planned 1 mA/cm2 over a
+  measured 0.23 contact is 48 % of the Lewis-LSPS stripping limit: a
+  pre-flight warning), ``imminent`` after 3 h of current (the plated bottom
+  face, measured 0.211 against 0.234 true, would carry 53 % of the limit
+  once the current reverses), 6.8 h before the cut-off;
+- ``llzo``: ``watch`` before the current (35 uA/cm2 planned, 135 % of the
+  Dixit-LLZO CCD: a literature value alone never makes ``imminent``),
+  ``imminent`` after the first half cycle (the applied current and the
+  bulk-resistance fall), two half cycles before the short;
 - the low-current control (0.02 mA/cm2, 6 half cycles) stays ``ok``.
 
-Known gap, measured (a strict xfail, not a weakened assertion): ``lsps``
-(1 mA/cm2, 5-h half cycles, a scan every hour while the current flows; the
-4 V cut-off comes at 9.85 h) ends at the cut-off with the alarm at
-``watch``:
-
-- measured contact fractions stray from truth: with the committed
-  segmentation the pristine bottom reads 0.12 (truth 0.25, whatever the
-  number of angles, 24 to 96); with the one in progress 0.22, but single
-  scans still stray (bottom 0.11 at 1 h, top 0.10 at 6 h, truth 0.24) and
-  the plating side drifts up (0.27-0.40 at 8-9.9 h, truth 0.21-0.22);
-- even with twin-truth contact fractions at hourly scans the alarm stays at
-  ``watch``: the stripping (bottom) interface has lost 22 % at 8.0 h and
-  31 % at 9.0 h; one point over the 25 % threshold is not confirmed (two
-  scans, or 2 sigma), and the linear trend projects 3.5 h while the loss
-  accelerates (63 % at the cut-off, 0.8 h later); the polarization is 2.3x
-  its baseline at 9.0 h (``imminent`` at 3x): the runaway is abrupt;
-- in the flowing style ``cycle_until_failure`` reads the alarm only between
-  half cycles (every 5 h), so it could not stop in time anyway.
+Measured contact fractions on these sparse 24-angle scans against truth:
+lsps within 2.5 points (0.211-0.239 against 0.234-0.250), llzo within 2.8,
+lps within 8.5 (+8.5 on the top face at 2 h, as its voids fill; the issue's
+3-point target is measured on 180-angle scans by ``benchmarks/segmentation.py``).
 """
 
 from __future__ import annotations
@@ -56,10 +49,7 @@ from sscell_live.monitor import ScanResult
 from sscell_live.monitor.publish import ANALYSIS_RUN_KIND, find_analysis_runs, read_maps
 
 FAILING = ["lps", "lsps", "llzo"]
-KNOWN_GAPS = {
-    "lsps": "lsps contact loss: measured fractions stray from truth; with truth, 31 % loss 0.8 h before the "
-            "cut-off is not confirmed at hourly scans; flowing style reads the alarm only between 5-h half cycles",
-}
+KNOWN_GAPS: dict = {}  # preset -> reason, for a strict xfail of a measured gap
 
 
 def _params(names):
@@ -88,7 +78,8 @@ def test_alarm_stops_the_plan_before_the_cell_fails(closed_loop, name):
     # lockstep: each scan was analysed before the next scan's run ended
     assert all(a.finished_wall <= b.stop_wall for a, b in itertools.pairwise(st))
     levels = [s.level for s in st]
-    assert levels[0] == "ok" and levels[-1] == "imminent"
+    # the pristine scan may warn (a planned current near a literature limit) but never stops the plan
+    assert levels[0] in {"ok", "watch"} and levels[-1] == "imminent"
     first = levels.index("imminent")
     assert set(levels[first:]) == {"imminent"}  # no flicker back, and never "failed" before the stop
     assert monitor.latest_assessment.level == run["beamline"].alarm.get() == "imminent"

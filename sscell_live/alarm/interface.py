@@ -38,6 +38,15 @@ def contact_signal(df: pd.DataFrame, cell: Mapping, limits: Mapping, th: AlarmTh
     side, mag = current_state(j, None if planned is None else float(planned))
     j_lim = limits.get("stripping_limit_mA_cm2")
     ccd = limits.get("critical_current_density_mA_cm2")
+    # Before the potentiostat has driven any current the magnitude is the
+    # plan's, not a reading. Against a literature limit (a chemistry's
+    # typical value, scattering by 10 % or more between cells) that earns at
+    # most watch, a pre-flight warning; against a limit given for this cell
+    # (measured on it or a sister cell) the plan alone may be imminent.
+    flowed = bool(np.any(np.isfinite(j) & (j != 0)))
+
+    def cap(key):
+        return Level.IMMINENT if flowed or cell.get(key) is not None else Level.WATCH
     levels, reasons, ttfs, detail = [Level.OK], [], [], {}
     factors = []
     for s in SIDES:
@@ -76,7 +85,8 @@ def contact_signal(df: pd.DataFrame, cell: Mapping, limits: Mapping, th: AlarmTh
                 j_eff = np.where(cs > 0, js / cs, np.inf)
             ratio = j_eff / j_lim
             noise = ratio * th.contact_noise / np.maximum(cs, 1e-6)
-            lvl_j = hysteretic(ratio, th.stripping_limit_watch, th.stripping_limit_imminent, th.hysteresis, noise)
+            lvl_j = min(hysteretic(ratio, th.stripping_limit_watch, th.stripping_limit_imminent, th.hysteresis,
+                                   noise), cap("stripping_limit_mA_cm2"))
             if lvl_j >= Level.WATCH:
                 when = ("while stripping" if strips_now else
                         "once the current reverses" if plated_now else "once it strips")
@@ -114,12 +124,12 @@ def contact_signal(df: pd.DataFrame, cell: Mapping, limits: Mapping, th: AlarmTh
             factor = np.ones(1)
             ratio = _ccd_ratio(mag[np.isfinite(mag)][-1:], ccd, factor)
         if ratio.size and np.isfinite(ratio).any():
-            lvl_c = hysteretic(ratio, th.effective_current_watch, th.effective_current_imminent, th.hysteresis)
+            lvl_c = min(hysteretic(ratio, th.effective_current_watch, th.effective_current_imminent, th.hysteresis),
+                        cap("critical_current_density_mA_cm2"))
             last = ratio[np.isfinite(ratio)][-1]
             if lvl_c >= Level.WATCH:
-                flowing = np.isfinite(j).any() and np.any(j[np.isfinite(j)] != 0)
                 raised = factor[np.isfinite(ratio)][-1] > 1.01
-                reasons.append(f"{'applied' if flowing else 'planned'} current density is {last:.0%} of the "
+                reasons.append(f"{'applied' if flowed else 'planned'} current density is {last:.0%} of the "
                                f"{ccd * 1e3:.0f} uA/cm2 critical current density"
                                + (" (raised by the contact lost since the start)" if raised else ""))
             levels.append(lvl_c)

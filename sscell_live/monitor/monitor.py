@@ -78,7 +78,10 @@ class _Experiment:
         self.scan_rows: list[dict] = []
         cell = start.get("cell") or {}
         protocol = start.get("protocol") or {}
-        self.cell = {"area_cm2": cell.get("area_cm2"), "cutoff_V": protocol.get("cutoff_V")}
+        # what the alarm may know of the cell: its chemistry selects the literature limits,
+        # the protocol's current gives the effective current density over the contact area
+        self.cell = {"area_cm2": cell.get("area_cm2"), "cutoff_V": protocol.get("cutoff_V"),
+                     "chemistry": cell.get("chemistry"), "current_mA_cm2": protocol.get("current_mA_cm2")}
         self.assessment = None
 
     def frame(self, n_pot: int | None = None, n_scan: int | None = None) -> pd.DataFrame:

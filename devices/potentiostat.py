@@ -43,6 +43,17 @@ __all__ = ["GALVANOSTATIC", "OPEN_CIRCUIT", "HoldTimer", "PotentiostatLog", "Sim
 
 
 
+def _show_sample(device, s: PotentiostatSample) -> None:
+    """Put a sample's values into a device's signals (``PotentiostatLog`` and ``SimPotentiostat``)."""
+    device._set_time(s.cell_time_s)
+    device._set_voltage(s.voltage_V)
+    device._set_current(s.current_mA)
+    device._set_j(s.current_mA_cm2)
+    device._set_q(s.charge_passed_C)
+    device._set_r(s.bulk_resistance_ohm)
+    device._set_mode(s.mode)
+
+
 class PotentiostatLog(StandardReadable):
     """The sample buffer of a potentiostat as a readable.
 
@@ -63,21 +74,12 @@ class PotentiostatLog(StandardReadable):
             self.mode, self._set_mode = soft_signal_r_and_setter(str, OPEN_CIRCUIT)
         super().__init__(name=name)
 
-    def _show(self, s: PotentiostatSample) -> None:
-        self._set_time(s.cell_time_s)
-        self._set_voltage(s.voltage_V)
-        self._set_current(s.current_mA)
-        self._set_j(s.current_mA_cm2)
-        self._set_q(s.charge_passed_C)
-        self._set_r(s.bulk_resistance_ohm)
-        self._set_mode(s.mode)
-
     @AsyncStatus.wrap
     async def trigger(self) -> None:
         sample = self._binding.pop_sample()
         if sample is None:
             raise RuntimeError(f"{self.name}: no potentiostat sample is buffered (read samples_pending first)")
-        self._show(sample)
+        _show_sample(self, sample)
 
 
 class HoldTimer(StandardReadable, Movable[float], Stoppable):
@@ -148,15 +150,9 @@ class SimPotentiostat(StandardReadable, Movable[float | None], Stoppable):
     def __init__(self, binding: CellBinding, *, current_range_mA: float = 10.0, compliance_V: float = 12.0,
                  cutoff_V: float | None = None, area_cm2: float | None = None, name: str = ""):
         self._binding = binding
-        rng = _finite("current_range_mA", current_range_mA)
-        comp = _finite("compliance_V", compliance_V)
-        if rng <= 0:
-            raise ValueError(f"current_range_mA must be > 0 mA, got {current_range_mA!r}")
-        if comp <= 0:
-            raise ValueError(f"compliance_V must be > 0 V, got {compliance_V!r}")
-        area = binding.area_cm2 if area_cm2 is None else _finite("area_cm2", area_cm2)
-        if area <= 0:
-            raise ValueError(f"area_cm2 must be > 0 cm2, got {area_cm2!r}")
+        rng = _finite("current_range_mA", current_range_mA, positive=True)
+        comp = _finite("compliance_V", compliance_V, positive=True)
+        area = binding.area_cm2 if area_cm2 is None else _finite("area_cm2", area_cm2, positive=True)
         binding.compliance_V = comp
         self._range_mA = rng
         self._area = area
@@ -191,9 +187,7 @@ class SimPotentiostat(StandardReadable, Movable[float | None], Stoppable):
 
     # -- config setters (refuse bad settings) --------------------------------------
     def _put_compliance(self, value: float) -> None:
-        v = _finite("compliance_V", value)
-        if v <= 0:
-            raise ValueError(f"compliance_V must be > 0 V, got {value!r}")
+        v = _finite("compliance_V", value, positive=True)
         cut = self._binding.cutoff_V
         if cut is not None and cut > v:
             raise ValueError(f"compliance_V {v} V is below the cut-off {cut} V")
@@ -211,32 +205,20 @@ class SimPotentiostat(StandardReadable, Movable[float | None], Stoppable):
         self._binding.cutoff_V = v
 
     def _put_range(self, value: float) -> None:
-        v = _finite("current_range_mA", value)
-        if v <= 0:
-            raise ValueError(f"current_range_mA must be > 0 mA, got {value!r}")
+        v = _finite("current_range_mA", value, positive=True)
         self._range_mA = v
 
     def _put_area(self, value: float) -> None:
-        v = _finite("area_cm2", value)
-        if v <= 0:
-            raise ValueError(f"area_cm2 must be > 0 cm2, got {value!r}")
+        v = _finite("area_cm2", value, positive=True)
         self._area = v
 
     def _put_period(self, value: float) -> None:
-        v = _finite("sample_period_s", value)
-        if v <= 0:
-            raise ValueError(f"sample_period_s must be > 0 s, got {value!r}")
+        v = _finite("sample_period_s", value, positive=True)
         self._binding.sample_period_s = v
 
     # -- live values -----------------------------------------------------------------
     def _on_sample(self, s: PotentiostatSample) -> None:
-        self._set_time(s.cell_time_s)
-        self._set_voltage(s.voltage_V)
-        self._set_current(s.current_mA)
-        self._set_j(s.current_mA_cm2)
-        self._set_q(s.charge_passed_C)
-        self._set_r(s.bulk_resistance_ohm)
-        self._set_mode(s.mode)
+        _show_sample(self, s)
         self._set_limit(self._binding.limit_reason)
         self._set_pending(self._binding.pending_samples())
 

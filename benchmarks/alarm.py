@@ -5,7 +5,8 @@ Fast path: twin bookkeeping plus the measurement noise of the imaging path
 to set the thresholds (the alarm was tuned on seeds 100-107, and a run on
 seeds 200-209 showed the false alarms that led to its last three changes;
 this reports on seeds from ``--seed-base``, default 400), current densities
-from safe to aggressive. Every cell is assessed after each scan, as the live monitor
+from safe to aggressive. Every cell is assessed after each scan and at the
+first potentiostat reading of each new current setting, as the live monitor
 does, with the cell metadata its start document gives (area, cut-off,
 chemistry, the protocol's current); the same cells are scored with two
 simple rules for comparison:
@@ -141,6 +142,15 @@ def _first_alarm(df: pd.DataFrame, cell: dict, scans: list) -> tuple[float | Non
     return None, [], levels
 
 
+def _current_changes(df: pd.DataFrame, end_s: float, fail_t: float | None) -> list:
+    """Times of the first potentiostat reading of each new non-zero current setting (the monitor re-assesses there)."""
+    pot = df[df["voltage_V"].notna()] if "voltage_V" in df else df
+    j = pot["current_mA_cm2"].fillna(0.0).to_numpy()
+    t = pot["cell_time_s"].to_numpy()
+    new = (j != 0) & (j != np.concatenate([[0.0], j[:-1]]))
+    return [float(x) for x in t[new] if x <= end_s and (fail_t is None or x < fail_t)]
+
+
 def score_cell(job: dict) -> dict:
     """Simulate one cell (fast or imaging path) and score the alarm and the two rules on it."""
     chem, seed, j, horizon_h = job["chem"], job["seed"], job["j"], job["horizon_h"]
@@ -162,7 +172,8 @@ def score_cell(job: dict) -> dict:
     status = "failing" if eh.failed and fail_t <= horizon_h * 3600 else ("ambiguous" if eh.failed else "non-failing")
     df = eh.history
     scans = [t for t in eh.scan_times_s if t <= end_s and (fail_t is None or t < fail_t)]
-    first_imm, reasons, levels = _first_alarm(df, eh.cell, scans)
+    # the monitor assesses after each scan and at the first reading of each new current setting
+    first_imm, reasons, levels = _first_alarm(df, eh.cell, sorted(set(scans) | set(_current_changes(df, end_s, fail_t))))
     # voltage-only rule on the same scan schedule
     t_v, pol = _smoothed_polarization(df)
     base = np.median(pol[t_v <= t_v[0] + 1800]) if t_v.size else np.nan

@@ -44,7 +44,7 @@ def voltage_signal(df: pd.DataFrame, cutoff_V: float, th: AlarmThresholds) -> Si
         start = len(low) - np.argmin(low[::-1]) if not low.all() else 0
         span = t_on[-1] - t_on[start]
         n = len(low) - start
-        if n >= 2 and span >= min(th.short_persistence_s, 0.5 * th.smoothing_s):
+        if n >= 2 and span >= th.short_persistence_s:
             sig.level = Level.FAILED
             sig.reason = (f"voltage collapsed to {v_s[-1] * 1e3:.1f} mV under {j_on[-1]:.3g} mA/cm2 "
                           f"for {span / 60:.0f} min (short circuit)")

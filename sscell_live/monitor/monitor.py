@@ -156,7 +156,8 @@ class Monitor(DocumentRouter):
         default :func:`sscell_live.monitor.analysis.analyse_scan` (tests inject
         slow or failing ones).
     assess_steps : bool
-        Also re-assess (voltage channel) at each galvanostatic step's stop.
+        Also re-assess at each galvanostatic step's stop and at the first
+        potentiostat reading of each new current setting.
     emit : callable, optional
         ``emit(name, doc)`` receives the documents of one analysis run per
         analysed scan (:mod:`sscell_live.monitor.publish`), on the worker
@@ -262,7 +263,14 @@ class Monitor(DocumentRouter):
                     row[suffix] = float(v)
             if "cell_time_s" in row:
                 with self._lock:
+                    prev = exp.pot_rows[-1].get("current_mA_cm2", 0.0) if exp.pot_rows else 0.0
                     exp.pot_rows.append(row)
+                    n_pot = len(exp.pot_rows)
+                j = row.get("current_mA_cm2", 0.0)
+                if self.assess_steps and j != 0 and j != prev:
+                    # a new current setting is a reading the current limits act on at once
+                    # (a cell far above its CCD may short before the next scan)
+                    self._worker.submit(_AssessJob(self, exp, n_pot))
             return
         if run.start.get("run_kind") == "tomo_scan":
             run.add("event", doc)

@@ -2,7 +2,7 @@
 
 Twin states of the three presets (pristine to failed, protocols of
 ``sscell_live.segment._twindata``) on held-out seeds 1-3 (the face model,
-column network and thresholds were tuned on 101-106, the U-Net trained on
+column network and thresholds were tuned on 101-109, the U-Net trained on
 101-103 and LSPS 101-106) are scanned with noise, rings and phase contrast,
 reconstructed (Paganin delta/beta 50), segmented with a calibration fitted on
 each experiment's first scan and held, and measured against the issue's
@@ -128,15 +128,20 @@ def _slab_mask(shape, lay) -> np.ndarray:
 
 
 def evaluate(seeds, chemistries=("lps", "lsps", "llzo"), cache=None, checks=None, verbose=True, unet=None):
-    """Per state: errors dict; plus summed IoU counts (whole volume; and slabs: classical, U-Net)."""
+    """Per state: errors dict; plus summed IoU counts (whole volume; and slabs: classical, U-Net).
+
+    ``checks``: chemistry -> states in half cycles (default ``_twindata.METRIC_CHECKS``).
+    """
     from sscell_live.segment._tune import dataset
+    from sscell_live.segment._twindata import METRIC_CHECKS
 
     rows, counts = [], np.zeros((len(CLASSES), 2), dtype=np.int64)
     slab_counts = {"classical": np.zeros((len(CLASSES), 2), dtype=np.int64),
                    "unet": np.zeros((len(CLASSES), 2), dtype=np.int64)}
     unet_rows = []
     cals = {}
-    for ch, seed, name, vol, labels, truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache):
+    for ch, seed, name, vol, labels, truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache,
+                                                      checks=METRIC_CHECKS if checks is None else checks):
         key = (ch, seed)
         if key not in cals:
             cals[key] = Calibration.fit(vol, VOXEL_UM, preset=ch)  # first scan of the experiment, then held

@@ -134,7 +134,7 @@ _METRIC_LIST = [
             _m(f"contact_fraction_{side}", "1",
                f"share of pellet columns in the field of view with no vacuum in the Li band next to the {side} interface"),
             _m(f"void_volume_{side}_um3", "um3", f"interfacial void volume at the {side} Li|SE interface (from grey scans: voids at most "
-               "2 voxels high are measured only to -26/+8 %; sscell_live.segment.DETECTION_LIMITS)"),
+               "2 voxels high are measured only to -21/+11 %; sscell_live.segment.DETECTION_LIMITS)"),
             _m(f"void_count_{side}", "1", f"number of connected interfacial voids at the {side} interface"),
             _m(f"li_volume_{side}_um3", "um3", f"Li metal volume of the {side} electrode"),
             _m(f"li_thickness_{side}_um", "um", f"mean Li thickness of the {side} electrode over pellet columns"),
@@ -169,7 +169,8 @@ _METRIC_LIST = [
     _m("crack_width_median_um", "um", "median local crack width"),
     _m("crack_width_max_um", "um", "largest local crack width"),
     _m("crack_penetration_fraction", "1", "deepest crack penetration as a fraction of SE thickness (from grey scans: "
-       "garnet filament tips under 2 voxels across are not seen; sscell_live.segment.DETECTION_LIMITS)"),
+       "garnet filaments are found where 2 voxels across and their 1-voxel tails followed; filaments at the pellet "
+       "rim are missed; sscell_live.segment.DETECTION_LIMITS)"),
     _m("crack_spans_pellet", "bool", "a crack connects the two SE faces"),
     _m("li_in_crack_volume_um3", "um3", "Li metal volume inside cracks"),
     _m("crack_fill_fraction_imaged", "1", "Li seen in cracks / crack volume"),

@@ -1,6 +1,6 @@
 """Classical segmentation of reconstructed twin scans, and the ``analyze`` CLI.
 
-The face model, column network and thresholds were tuned on seeds 101-106
+The face model, column network and thresholds were tuned on seeds 101-109 (LSPS 101-106)
 (``python -m sscell_live.segment._tune``); these tests use seeds 7 and 8.
 """
 

@@ -90,3 +90,43 @@ def test_column_net_learns_a_rule_and_is_deterministic():
     model = {"net": a, "sigmas_um": [0.0], "k_out": 3, "k_in": 3}
     s, hv_map, hi_map = column_net_outputs(model, u, 8, "top", 1.5)
     assert s.shape == hv_map.shape == hi_map.shape == (4, 4)
+
+
+def test_radial_features_are_distances_to_axis_and_rim_in_um():
+    """Axis distance from the slice centre, rim distance from the pellet circle, both um / clip, clipped."""
+    from sscell_live.segment.columns import column_inputs, radial_features
+
+    geom = {"centre_y": 10.0, "centre_x": 12.0, "radius": 8.0}
+    f = radial_features((21, 21), geom, 1.5, 6.0)
+    assert f.shape == (21, 21, 2) and f.dtype == np.float32
+    # (10, 10) is the slice centre: axis distance 0; 2 voxels (3 um) from the pellet centre: rim 6 voxels = 9 um
+    assert f[10, 10, 0] == 0.0 and f[10, 10, 1] == 1.0
+    # (10, 11): 1 voxel from the axis (1.5 um / 6 um); (10, 19): 7 voxels from the pellet centre, rim 1.5 um
+    assert np.isclose(f[10, 11, 0], 0.25) and np.isclose(f[10, 19, 1], 0.25)
+    assert f[0, 0, 1] == 0.0 and f[0, 0, 0] == 1.0  # outside the pellet: rim 0; far from the axis: clipped
+    u = np.zeros((20, 21, 21), np.float32)
+    spec = {"sigmas_um": [0.0], "k_out": 3, "k_in": 2, "radial_um": 6.0}
+    x = column_inputs(spec, u, 8, "top", 1.5, geom)
+    assert x.shape == (21, 21, 7) and np.array_equal(x[..., 5:], f)
+    with pytest.raises(ValueError, match="geometry"):
+        column_inputs(spec, u, 8, "top", 1.5)
+
+
+def test_filament_tips_extend_a_filament_by_its_one_voxel_tail_only():
+    """A 3x3 filament from the top face tapers to a 1-voxel tail (grey 0.5) down to layer 50: the tips
+    follow the tail to its end, one voxel per layer; an unconnected 1-voxel line and SE noise are not added."""
+    from sscell_live.segment.classical import li_filaments
+
+    rng = np.random.default_rng(2)
+    u = (1.0 + 0.03 * rng.standard_normal((60, 30, 30))).astype(np.float32)
+    u[0:25, 10:13, 10:13] = 0.1
+    u[25:50, 11, 11] = 0.5  # the tail: under 2 voxels across, averaged away by the filament window
+    u[5:55, 20, 20] = 0.5  # a dark line that touches no filament
+    pellet = np.ones((30, 30), bool)
+    base = li_filaments(u, pellet, 1.5, 0.5)
+    assert not base[30:, 11, 11].any()  # without tips the tail is missed
+    fil = li_filaments(u, pellet, 1.5, 0.5, tip_level=0.8)
+    assert fil[25:50, 11, 11].all() and not fil[51:].any()
+    assert fil[30:50].sum() == 20  # one voxel per tail layer
+    assert not fil[:, 20, 20].any()
+    assert np.array_equal(fil[:25], base[:25])

@@ -22,8 +22,10 @@ Pipeline (``Calibration.fit`` once per experiment, ``Calibration.apply`` on ever
    voxels). For each pellet column the grey profiles across the SE face, of
    the column and of its neighbourhood, go through the column network
    (:mod:`sscell_live.segment.columns`, weights tuned per preset and face on
-   twin seeds, shipped in ``column_model.json``): void score, void height
-   and interphase height. The score is smoothed laterally over
+   twin seeds, shipped in ``column_model.json``; it also reads the column's
+   distance to the rotation axis and to the pellet rim, where ring residue
+   and the edge halo change the grey): void score, void height and
+   interphase height. The score is smoothed laterally over
    ``contact_sigma_um`` and thresholded: a column is in contact below
    ``contact_score``. Void heights (smoothed the same way) are scaled by
    ``void_gain`` (tuned for unbiased void volume). From the SE face outwards
@@ -39,7 +41,8 @@ Pipeline (``Calibration.fit`` once per experiment, ``Calibration.apply`` on ever
    bridged pore chains, reaching less than ``CRACK_MIN_DEPTH_UM`` into the
    SE) are cut at their faintest layer (:func:`split_shallow_bridges`). In
    garnets (``li_filament_level`` set, preset ``llzo``) z-elongated dark
-   channels from an electrode face are labelled Li (:func:`li_filaments`).
+   channels from an electrode face are labelled Li (:func:`li_filaments`),
+   with their 1-voxel tails (``li_filament_tip_level``, :func:`filament_tips`).
    Cracks are then found by the metrics (``crack_mask``); the detection
    limits are in :func:`segmentation_notes`.
 
@@ -95,37 +98,39 @@ FACE_TRACK_MARGIN_VOX = 4
 #: all cases and, separately, to the cases above these limits.
 #:
 #: ``void_height_vox``: interfacial voids whose mean height is at most this (2 voxels = 3 um) are at the
-#: limit: they are found (contact fraction within 3 points on 33 of 36 twin faces) but their volume is only
-#: good to about -26/+8 % (the Li/void contrast of a 2-voxel gap is halved by the blur; 1-voxel voids of
-#: sparse 24-angle scans are partly missed). Taller voids: within 6 %.
-#: ``crack_width_vox``: layers of a Li filament (garnets) whose cross-section is under this many voxels
-#: across (area of 1-2 voxels: the tapering tip) are not seen: a filament is reported to the depth where
-#: it is 2 voxels wide, so ``crack_penetration_fraction`` reads 10-20 points of SE thickness low when the
-#: tip is long (twin LLZO: the last 8 of 33 layers). Open cracks of 2 voxels (sulfides) are seen whole.
+#: limit: they are found (contact fraction within 3 points on 33 of 36 twin faces, worst +3.9) but their
+#: volume is only good to about -21/+11 % (the Li/void contrast of a 2-voxel gap is halved by the blur;
+#: 1-voxel voids of sparse 24-angle scans are partly missed). Taller voids: within 8 %.
+#: ``crack_width_vox``: a Li filament (garnets) is found where its cross-section is at least this many
+#: voxels across (:func:`li_filaments`). Its tapering tail of 1-voxel layers (twin LLZO: up to 15 of 60
+#: layers) reads 0.4-0.6 of the SE grey in one layer, far outside the SE noise (+-0.03), and is followed
+#: from the found filament (:func:`filament_tips`, preset ``llzo``), so ``crack_penetration_fraction`` can
+#: exceed the depth resolved at this width. Missed: filaments within ``LI_FILAMENT_RIM_UM`` of the pellet
+#: rim (edge halo) and tails fainter than the tip level. Open cracks of 2 voxels (sulfides) are seen whole.
 DETECTION_LIMITS = {"void_height_vox": 2.0, "crack_width_vox": 2}
 
 
 def segmentation_notes(preset: str | None = None) -> list[str]:
     """Confidence and detection limits of metrics measured on labels from :func:`segment` (for ``notes``).
 
-    Measured on held-out twin seeds 1-3, 30 states of the three presets (``benchmarks/segmentation.py``).
+    Measured on held-out twin seeds 1-3, 39 states of the three presets (``benchmarks/segmentation.py``).
     """
     lim = DETECTION_LIMITS
     notes = [
         ("segmentation: Li inside the SE and vacuum are both X-ray transparent (SCIENCE.md 1); "
          f"cracks shallower than {CRACK_MIN_DEPTH_UM:g} um from a face are reported as pores (detection limit)."),
         (f"segmentation: interfacial voids at most {lim['void_height_vox']:g} voxels high are at the detection "
-         "limit: contact fraction within 3 points on 33 of 36 twin faces (worst +5.4), void volume -26 to +8 % "
-         "(1.5 um voxels); taller voids within 6 %."),
+         "limit: contact fraction within 3 points on 33 of 36 twin faces (worst +3.9), void volume -21 to +11 % "
+         "(1.5 um voxels); taller voids within 8 %."),
     ]
     if preset == "llzo":
         notes.append(
             "segmentation: garnet rule: z-elongated transparent channels from an electrode face, at least "
-            f"{LI_FILAMENT_MIN_DEPTH_UM:g} um deep, are Li filaments (labelled Li); filament layers under "
-            f"{lim['crack_width_vox']} voxels across (the tapering tip), or within {LI_FILAMENT_RIM_UM:g} um of the "
-            "pellet rim, are missed, so crack_penetration_fraction reads up to 20 points of SE thickness low "
-            "(twin: -18 to 0 points; against the resolved depth within 2 points in 5 of 6 states). "
-            "Confidence: medium (twin: crack volume -17 to +28 %)."
+            f"{LI_FILAMENT_MIN_DEPTH_UM:g} um deep, are Li filaments (labelled Li), found where at least "
+            f"{lim['crack_width_vox']} voxels across; their 1-voxel tails are followed from there; filaments within "
+            f"{LI_FILAMENT_RIM_UM:g} um of the pellet rim are missed, so crack_penetration_fraction can read low "
+            "(twin: -13 to 0 points of SE thickness, within 10 points in 8 of 9 states). "
+            "Confidence: medium (twin: crack volume -15 to +28 %)."
         )
     else:
         notes.append(
@@ -467,7 +472,7 @@ class Calibration:
                 continue
             sm = self.model[side]
             if "net" in sm:  # column network (sscell_live.segment.columns)
-                score, hv, hi = column_net_outputs(sm, u, se_top if side == "top" else se_bottom, side, v)
+                score, hv, hi = column_net_outputs(sm, u, se_top if side == "top" else se_bottom, side, v, lay)
             else:
                 feats = column_features(us, se_top, se_bottom, side)
                 hv, hi = predict_columns(sm, feats)
@@ -524,8 +529,10 @@ def se_slab_labels(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, o
     transparent = split_shallow_bridges(transparent, u_se, v, float(o.get("crack_min_depth_um", CRACK_MIN_DEPTH_UM)))
     slab = np.where(transparent, Material.VACUUM, Material.SE).astype(np.uint8)
     if o.get("li_filament_level") is not None:
+        tip = o.get("li_filament_tip_level")
         fil = li_filaments(u_se, pellet, v, float(o["li_filament_level"]),
-                           float(o.get("li_filament_min_depth_um", LI_FILAMENT_MIN_DEPTH_UM)))
+                           float(o.get("li_filament_min_depth_um", LI_FILAMENT_MIN_DEPTH_UM)),
+                           tip_level=None if tip is None else float(tip))
         slab[fil] = Material.LI
     return slab
 
@@ -597,7 +604,7 @@ def split_shallow_bridges(transparent: np.ndarray, u_se: np.ndarray, voxel_size_
 
 
 def li_filaments(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, level: float,
-                 min_depth_um: float = LI_FILAMENT_MIN_DEPTH_UM) -> np.ndarray:
+                 min_depth_um: float = LI_FILAMENT_MIN_DEPTH_UM, tip_level: float | None = None) -> np.ndarray:
     """Li filaments in a garnet SE: z-elongated transparent channels grown from an electrode.
 
     Rule (documented detection limit, ``measure`` notes): inside the SE, Li and vacuum both read
@@ -608,6 +615,8 @@ def li_filaments(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, lev
     ``level``, and its object touches a face and reaches at least ``min_depth_um`` into the SE.
     Filaments thinner than about 2 voxels, shorter than the window or within ``LI_FILAMENT_RIM_UM``
     of the pellet rim are missed; round pores are never filaments (their axial average stays SE-grey).
+    With ``tip_level`` (normalised grey) the 1-voxel tails of the found filaments are added
+    (:func:`filament_tips`).
     """
     nz = u_se.shape[0]
     if nz < 3:
@@ -633,7 +642,27 @@ def li_filaments(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, lev
         grow = (us < LI_FILAMENT_GROW_LEVEL) & core[None]
         fil = ndimage.binary_dilation(fil, structure=np.ones((3, 3, 3), bool), iterations=LI_FILAMENT_GROW_VOX,
                                       mask=grow) | fil
+        if tip_level is not None:
+            fil |= filament_tips(u_se, fil, core, tip_level)
     return fil
+
+
+def filament_tips(u_se: np.ndarray, fil: np.ndarray, core: np.ndarray, level: float) -> np.ndarray:
+    """One-voxel filament tips continuing detected filaments along the cell axis.
+
+    A filament tapers to a 1-voxel channel (twin LLZO: the last 10-15 layers) that the axial window of
+    :func:`li_filaments` averages away, yet in one layer it reads 0.4-0.6 against SE grey 1.0 +- 0.03. A
+    tip voxel is a lateral minimum of its layer (3 x 3) whose grey, averaged over 3 layers along z, is
+    below ``level``; chains of tip voxels connected (26-neighbours) to a detected filament are added.
+    Lateral minima keep the chain one voxel wide (no halo volume); SE noise never reaches ``level``.
+    """
+    zm = ndimage.uniform_filter1d(u_se, 3, axis=0, mode="nearest")
+    tips = (zm < level) & (ndimage.minimum_filter(zm, size=(1, 3, 3), mode="nearest") >= zm) & core[None]
+    lab, n = ndimage.label(tips | fil, structure=np.ones((3, 3, 3), bool))
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[fil])] = True
+    keep[0] = False
+    return keep[lab] & tips
 
 
 def _pellet_mask(shape_yx, lay: dict) -> np.ndarray:

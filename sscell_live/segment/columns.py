@@ -13,6 +13,13 @@ reads each column's profile across the face at two lateral smoothing scales
 1. the void height (voxels),
 2. the interphase height (voxels).
 
+Models with ``radial_um`` also read where the column sits
+(:func:`radial_features`): its distance to the rotation axis (the volume's
+centre, where ring-removal residue concentrates) and to the pellet rim (the
+Paganin halo of the SE/housing edge), both in um and clipped at
+``radial_um``: the network learns these artefact zones instead of one
+answer for all columns.
+
 Inference is plain numpy (weights in ``column_model.json``); training
 (:func:`fit_column_net`, torch, run by ``python -m sscell_live.segment._tune``)
 is deterministic: fixed seed, one thread, fixed batch order.
@@ -23,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["U_RANGE", "column_net_outputs", "column_profiles", "fit_column_net", "mlp_forward"]
+__all__ = ["U_RANGE", "column_inputs", "column_net_outputs", "column_profiles", "fit_column_net", "mlp_forward",
+           "radial_features"]
 
 #: Grey range fed to the network (normalised units: 0 Li/transparent, 1 SE); outliers are clipped.
 U_RANGE = (-2.0, 4.0)
@@ -49,6 +57,40 @@ def column_profiles(u: np.ndarray, face: int, side: str, k_out: int, k_in: int, 
     return np.concatenate(parts, axis=0).transpose(1, 2, 0)
 
 
+def radial_features(shape_yx, geometry: dict, voxel_size_um: float, clip_um: float) -> np.ndarray:
+    """(y, x, 2) float32: distance to the rotation axis and to the pellet rim, in units of ``clip_um``.
+
+    The rotation axis is the centre of the reconstructed slice; the pellet is
+    the circle ``geometry["centre_y"], geometry["centre_x"], geometry["radius"]``
+    (voxels). Distances are in um, clipped to ``0..clip_um`` and divided by it
+    (so the network sees the same numbers at any voxel size and pellet size:
+    columns further than ``clip_um`` from both look alike).
+    """
+    ny, nx = shape_yx
+    yy, xx = np.mgrid[:ny, :nx].astype(np.float32)
+    axis = np.hypot(yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0) * voxel_size_um
+    rim = (geometry["radius"] - np.hypot(yy - geometry["centre_y"], xx - geometry["centre_x"])) * voxel_size_um
+    f = np.stack([axis, rim], axis=-1)
+    return (np.clip(f, 0.0, clip_um) / clip_um).astype(np.float32)
+
+
+def column_inputs(model: dict, u: np.ndarray, face: int, side: str, voxel_size_um: float,
+                  geometry: dict | None = None) -> np.ndarray:
+    """(y, x, F) network inputs of one face: profiles (:func:`column_profiles`), then radial features.
+
+    ``model``: ``sigmas_um``, ``k_out``, ``k_in`` and optionally ``radial_um``
+    (then ``geometry``, the pellet circle in voxels, is needed).
+    """
+    sig = [s / voxel_size_um for s in model["sigmas_um"]]
+    f = column_profiles(u, face, side, model["k_out"], model["k_in"], sig)
+    if model.get("radial_um"):
+        if geometry is None:
+            raise ValueError("this column model reads radial position: pass the pellet geometry")
+        f = np.concatenate([f, radial_features(u.shape[1:], geometry, voxel_size_um, float(model["radial_um"]))],
+                           axis=-1)
+    return f
+
+
 def mlp_forward(params: dict, x: np.ndarray) -> np.ndarray:
     """Outputs (..., 3) of the column MLP for features (..., F)."""
     h = x.reshape(-1, x.shape[-1]).astype(np.float32, copy=False)
@@ -60,11 +102,14 @@ def mlp_forward(params: dict, x: np.ndarray) -> np.ndarray:
     return h.reshape(x.shape[:-1] + (h.shape[-1],))
 
 
-def column_net_outputs(model: dict, u: np.ndarray, face: int, side: str, voxel_size_um: float):
-    """(void score, void height, interphase height) maps (y, x) of one face."""
-    sig = [s / voxel_size_um for s in model["sigmas_um"]]
-    f = column_profiles(u, face, side, model["k_out"], model["k_in"], sig)
-    o = mlp_forward(model["net"], f)
+def column_net_outputs(model: dict, u: np.ndarray, face: int, side: str, voxel_size_um: float,
+                       geometry: dict | None = None):
+    """(void score, void height, interphase height) maps (y, x) of one face.
+
+    ``geometry``: pellet circle (``centre_y``, ``centre_x``, ``radius``, voxels), needed by models
+    with radial inputs (``radial_um``).
+    """
+    o = mlp_forward(model["net"], column_inputs(model, u, face, side, voxel_size_um, geometry))
     return o[..., 0], o[..., 1], o[..., 2]
 
 

@@ -204,9 +204,12 @@ def slab_iou(segmenter, seeds, chemistries=("lps", "lsps", "llzo"), cache=None) 
     """Per-class IoU of a U-Net on the interface slabs of the held-out states (calibration held)."""
     from sscell_live.segment._tune import dataset
 
+    from sscell_live.segment._twindata import METRIC_CHECKS
+
     c = np.zeros((len(CLASSES), 2), dtype=np.int64)
     cals = {}
-    for ch, seed, _name, vol, labels, _truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache):
+    for ch, seed, _name, vol, labels, _truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache,
+                                                        checks=METRIC_CHECKS):  # the states evaluate() uses
         if (ch, seed) not in cals:
             cals[(ch, seed)] = Calibration.fit(vol, VOXEL_UM, preset=ch)
         cal = cals[(ch, seed)]

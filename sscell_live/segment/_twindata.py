@@ -25,8 +25,8 @@ PROTOCOLS = {
 #: States the classical pipeline is tuned and benchmarked on, in half cycles of ``PROTOCOLS`` (fractions
 #: allowed). LSPS adds states inside its first half cycles (1 h, 5 h, 9 h at 1 mA/cm2): the plated
 #: face's interphase is then one voxel thick and the Li behind it dims, a state the 2.5-h steps never
-#: show (a column model tuned without it read 0.11 contact for 0.24 after 1 h). The U-Net keeps
-#: ``PROTOCOLS`` (its shipped weights were trained on those states).
+#: show (a column model tuned without it read 0.11 contact for 0.24 after 1 h). The U-Net trains on
+#: them too (on ``PROTOCOLS`` alone it lost the one-voxel interphases: IoU 0.892 against 0.923).
 METRIC_CHECKS = {"lps": (0, 1, 3, 12), "lsps": (0, 0.4, 1, 2, 3, 3.6), "llzo": (0, 1, 2)}
 #: delta/beta of the partial phase retrieval: a low-pass of about 2.5 pixels at
 #: 25 keV, 1.5 um that turns the edge fringes into contrast (SCIENCE.md 1)

@@ -18,7 +18,7 @@ How the shipped weights were made (CPU, torch 2.13.0, numpy 2.4.6, python 3.11):
     sscell-live train-segmenter --cache runs/segcache               # then the U-Net (defaults below)
 
 Defaults: twin seeds 101-103 (LSPS 101-106) of the three presets, every
-state of ``_twindata.PROTOCOLS`` (180 angles), width 8, 12 epochs, batch 32,
+state of ``_twindata.METRIC_CHECKS`` (180 angles), width 8, 12 epochs, batch 32,
 Adam lr 3e-3 with cosine decay, every 2nd y-slice (3744 slices of 24 x 96),
 torch seed 0, one thread, deterministic algorithms: about 3 minutes on a
 shared 2-core machine. The slabs are cut at the faces of the held
@@ -228,10 +228,13 @@ def load_segmenter(path=WEIGHTS_PATH) -> UNetSegmenter:
 def _training_arrays(seeds, chemistries, cache, y_stride: int = 1):
     """(x, y) slices of the twin scans: held calibration per experiment, faces from it."""
     from ._tune import dataset
+    from ._twindata import METRIC_CHECKS
     from .classical import Calibration
 
     xs, ys, cals, used = [], [], {}, set()
-    for ch, seed, _name, vol, labels, _truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache):
+    # the states the classical pipeline is tuned on (LSPS also inside its first half cycles: thin interphases)
+    for ch, seed, _name, vol, labels, _truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache,
+                                                        checks=METRIC_CHECKS):
         if (ch, seed) not in cals:
             cals[(ch, seed)] = Calibration.fit(vol, 1.5, preset=ch)
         cal = cals[(ch, seed)]

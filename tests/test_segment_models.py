@@ -130,3 +130,18 @@ def test_filament_tips_extend_a_filament_by_its_one_voxel_tail_only():
     assert fil[30:50].sum() == 20  # one voxel per tail layer
     assert not fil[:, 20, 20].any()
     assert np.array_equal(fil[:25], base[:25])
+
+
+def test_face_model_level_is_unbiased_on_the_unjittered_reference_windows():
+    """The jittered windows set the slope; the level is then set so that the scan offsets of the
+    training references (mean over columns, as ``face_shift`` applies them) average to the true ones
+    (unshifted, the twin LPS references read 0.15 voxel short and a -2 offset rounded to -1)."""
+    from sscell_live.segment.classical import _face_expand, face_features
+
+    pellet = np.ones((24, 24), bool)
+    samples = []
+    for k, near in enumerate([0.7, 0.8, 0.9, 1.3]):  # every reference detected one voxel too deep (top)
+        samples.append(_sample(_blurred_cell(20, 40, seed=k, se_near_face=near), 21, 20, "top", pellet))
+    w = np.asarray(fit_face_model(samples))
+    offsets = [float(np.mean(_face_expand(face_features(us, face, "top", p)) @ w)) for us, face, _t, _s, p in samples]
+    assert abs(np.mean(offsets) - (-1.0)) < 1e-9

@@ -270,15 +270,31 @@ def tune(chemistries, cache) -> dict:
     return model
 
 
+#: Groups of the model file, in its order: one per preset, then ``all`` (no preset given).
+GROUPS = ("lps", "lsps", "llzo", "all")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cache", type=Path, default=None, help="directory of cached <state>.npz scans")
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
+    ap.add_argument("--presets", nargs="+", choices=GROUPS, default=None,
+                    help="retune only these groups; the others are copied from --base (byte for byte)")
+    ap.add_argument("--base", type=Path, default=MODEL_PATH, help="model file the untouched groups come from")
     args = ap.parse_args(argv)
     models = {}
-    for group in ("lps", "lsps", "llzo", "all"):
+    if args.presets is not None:
+        # the base file holds _rounded JSON: reading and re-writing it gives the same bytes
+        models = json.loads(args.base.read_text())
+        missing = [g for g in GROUPS if g not in args.presets and g not in models]
+        if missing:
+            raise SystemExit(f"{args.base} has no groups {missing}: retune them too (--presets)")
+    for group in GROUPS:
+        if args.presets is not None and group not in args.presets:
+            continue
         chems = ("lps", "lsps", "llzo") if group == "all" else (group,)
         models[group] = tune(chems, args.cache)
+    models = {g: models[g] for g in GROUPS}  # the full run's order
     args.out.write_text(json.dumps(_rounded(models), separators=(",", ":")) + "\n")
     return 0
 

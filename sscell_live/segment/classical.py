@@ -693,8 +693,16 @@ def fit_face_model(samples, ridge: float = 100.0) -> list:
     For every jitter j in -FACE_JITTER_VOX..FACE_JITTER_VOX the window is moved
     j voxels into the SE and the target is the true offset minus j (offsets
     count into the SE, on both sides).
+
+    The jittered windows (4 of 5 samples) set the slope but pull the level:
+    on the unjittered reference windows the fit read about 0.15 voxel short
+    (LPS), so a reference scan whose threshold face sat one voxel further
+    off (true offset -2) gave -1.45 and rounded to -1 (2 of 6 LPS check seeds,
+    110-115: contact -23 points). So the intercept is then shifted to make the
+    mean scan offset (the mean over columns, as :meth:`Calibration.face_shift`
+    applies it) unbiased on the unjittered windows.
     """
-    xs, ys = [], []
+    xs, ys, x0, y0 = [], [], [], []
     for us, face, true_face, side, pellet in samples:
         off = (true_face - face) if side == "top" else (face - true_face)
         for j in range(-FACE_JITTER_VOX, FACE_JITTER_VOX + 1):
@@ -702,10 +710,15 @@ def fit_face_model(samples, ridge: float = 100.0) -> list:
             x = _face_expand(face_features(us, fj, side, pellet))
             xs.append(x)
             ys.append(np.full(x.shape[0], off - j, np.float64))
+            if j == 0:
+                x0.append(x.mean(axis=0))
+                y0.append(float(off))
     X, y = np.concatenate(xs), np.concatenate(ys)
     reg = ridge * np.eye(X.shape[1])
     reg[0, 0] = 0.0
-    return np.linalg.solve(X.T @ X + reg, X.T @ y).tolist()
+    w = np.linalg.solve(X.T @ X + reg, X.T @ y)
+    w[0] -= float(np.mean(np.asarray(x0) @ w - np.asarray(y0)))
+    return w.tolist()
 
 
 def _diffused_round(h: np.ndarray, mask: np.ndarray) -> np.ndarray:

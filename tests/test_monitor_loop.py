@@ -30,9 +30,10 @@ cycles):
 - the low-current control (0.02 mA/cm2, 6 half cycles) stays ``ok``.
 
 Measured contact fractions on these sparse 24-angle scans against truth:
-lsps within 2.5 points (0.211-0.239 against 0.234-0.250), llzo within 2.8,
-lps within 8.5 (+8.5 on the top face at 2 h, as its voids fill; the issue's
-3-point target is measured on 180-angle scans by ``benchmarks/segmentation.py``).
+lsps within 2.5 points (0.211-0.239 against 0.234-0.250), llzo within 6.1
+(-6.1 on the top face after the first half cycle), lps within 6.2 (+6.2 on the
+top face at 2 h, as its voids fill); the issue's 3-point target is measured on
+180-angle scans by ``benchmarks/segmentation.py``.
 """
 
 from __future__ import annotations

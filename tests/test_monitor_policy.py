@@ -59,15 +59,17 @@ def test_drop_oldest_when_behind(RE, make_beamline):
     monitor.close()
 
 
+def _flaky_analysis(run, state, options, charge_C):
+    """An analysis that fails on scan 1 (injected) and returns a fake result otherwise."""
+    if run.start["scan_index"] == 1:
+        raise RuntimeError("injected reconstruction failure")
+    return fake_result(run, contact=0.9 - 0.01 * run.start["scan_index"])
+
+
 def test_failing_analysis_is_recorded_and_the_next_scan_is_analysed(RE, make_beamline):
     bl = make_beamline(seed=1)
 
-    def flaky(run, state, options, charge_C):
-        if run.start["scan_index"] == 1:
-            raise RuntimeError("injected reconstruction failure")
-        return fake_result(run, contact=0.9 - 0.01 * run.start["scan_index"])
-
-    monitor = Monitor(alarm=bl.alarm, analyse=flaky)
+    monitor = Monitor(alarm=bl.alarm, analyse=_flaky_analysis)
     RE.subscribe(monitor)
     RE(operando_cycling(bl, 0.15, 1800.0, max_half_cycles=2, scan_kw=SCAN, experiment=Experiment()))
     assert monitor.wait_idle(60)
@@ -135,11 +137,6 @@ def test_emit_publishes_analysis_runs_and_its_errors_are_recorded(RE, make_beaml
     """One analysis run per scan (a failed analysis too); an emit that raises loses that run, nothing else."""
     bl = make_beamline(seed=1)
 
-    def flaky(run, state, options, charge_C):
-        if run.start["scan_index"] == 1:
-            raise RuntimeError("injected reconstruction failure")
-        return fake_result(run, contact=0.9 - 0.01 * run.start["scan_index"])
-
     emitted, broken = [], {"armed": True}
 
     def emit(name, doc):
@@ -148,7 +145,7 @@ def test_emit_publishes_analysis_runs_and_its_errors_are_recorded(RE, make_beaml
             raise ConnectionError("injected Tiled outage")
         emitted.append((name, doc))
 
-    monitor = Monitor(alarm=bl.alarm, analyse=flaky, emit=emit)
+    monitor = Monitor(alarm=bl.alarm, analyse=_flaky_analysis, emit=emit)
     RE.subscribe(monitor)
     RE(operando_cycling(bl, 0.15, 1800.0, max_half_cycles=3, scan_kw=SCAN, experiment=Experiment()))
     assert monitor.wait_idle(60)

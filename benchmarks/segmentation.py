@@ -11,7 +11,9 @@ targets: contact fraction within 3 points, interfacial void volume within
 thickness. Counts are printed for all cases and, separately, for the cases
 above the detection limits (``sscell_live.segment.DETECTION_LIMITS``: voids
 over 2 voxels high; penetration against the filament depth resolved at 2
-voxels across).
+voxels across). The contact change since the experiment's first scan is
+scored against the same 3 points (``contact_change``): a face misread by a
+fixed offset (its own void pattern) still gives the right trend.
 
 With the shipped U-Net (``sscell_live/segment/unet_weights.pt``) the
 interface slabs are also segmented by it: per-class IoU on the slabs,
@@ -139,7 +141,7 @@ def evaluate(seeds, chemistries=("lps", "lsps", "llzo"), cache=None, checks=None
     slab_counts = {"classical": np.zeros((len(CLASSES), 2), dtype=np.int64),
                    "unet": np.zeros((len(CLASSES), 2), dtype=np.int64)}
     unet_rows = []
-    cals = {}
+    cals, first = {}, {}
     for ch, seed, name, vol, labels, truth in dataset(seeds=seeds, chemistries=chemistries, cache=cache,
                                                       checks=METRIC_CHECKS if checks is None else checks):
         key = (ch, seed)
@@ -152,6 +154,13 @@ def evaluate(seeds, chemistries=("lps", "lsps", "llzo"), cache=None, checks=None
         det = detectable_truth(labels)
         err = compare_metrics(m, truth, truth["se_thickness_um"], det)
         err["name"], err["seconds"] = name, dt
+        # contact change since the first scan, measured against true (None on the first scan itself)
+        first.setdefault(key, (m, truth))
+        m0, t0 = first[key]
+        for side in ("top", "bottom"):
+            c = f"contact_fraction_{side}"
+            err[f"contact_change_{side}_pts"] = (None if m0 is m else
+                                                 100 * ((m[c] - m0[c]) - (truth[c] - t0[c])))
         counts += iou_counts(pred, labels)
         if unet is not None:
             cal = cals[key]
@@ -189,6 +198,9 @@ def target_counts(rows) -> dict:
         "crack": [r["crack_rel"] for r in rows if r["crack_rel"] is not None],
         "penetration": [r["penetration_pts"] for r in rows],
     }
+    if rows and "contact_change_top_pts" in rows[0]:
+        cases["contact_change"] = [r[f"contact_change_{s}_pts"] for r in rows for s in ("top", "bottom")
+                                   if r[f"contact_change_{s}_pts"] is not None]
     if rows and "penetration_pts_detectable" in rows[0]:
         # the same targets on the cases above the detection limits (segment.DETECTION_LIMITS)
         cases["void_above_limit"] = [r[f"void_{s}_rel_detectable"] for r in rows for s in ("top", "bottom")
@@ -264,6 +276,8 @@ def summary(rows, counts) -> dict:
         "states": len(rows),
         "contact_pts_max": max(worst("contact_top_pts"), worst("contact_bottom_pts")),
         "contact_pts_median": float(np.median([abs(r[k]) for r in rows for k in ("contact_top_pts", "contact_bottom_pts")])),
+        "contact_change_pts_max": max((v for v in (worst("contact_change_top_pts"), worst("contact_change_bottom_pts"))
+                                       if v is not None), default=None),
         "void_rel_max": max(v for v in (worst("void_top_rel"), worst("void_bottom_rel")) if v is not None),
         "void_rel_median": float(np.median([abs(r[k]) for r in rows for k in ("void_top_rel", "void_bottom_rel") if r[k] is not None])),
         "crack_rel_max": worst("crack_rel"),

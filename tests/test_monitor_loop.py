@@ -21,7 +21,7 @@ cycles):
 - ``lsps``: ``watch`` from the pristine scan (the planned 1 mA/cm2 over a
   measured 0.23 contact is 48 % of the Lewis-LSPS stripping limit: a
   pre-flight warning), ``imminent`` after 3 h of current (the plated bottom
-  face, measured 0.211 against 0.234 true, would carry 53 % of the limit
+  face, measured 0.197 against 0.234 true, would carry 56 % of the limit
   once the current reverses), 6.8 h before the cut-off;
 - ``llzo``: ``watch`` before the current (35 uA/cm2 planned, 135 % of the
   Dixit-LLZO CCD: a literature value alone never makes ``imminent``),
@@ -30,7 +30,7 @@ cycles):
 - the low-current control (0.02 mA/cm2, 6 half cycles) stays ``ok``.
 
 Measured contact fractions on these sparse 24-angle scans against truth:
-lsps within 2.5 points (0.211-0.239 against 0.234-0.250), llzo within 6.1
+lsps within 3.7 points (0.197-0.245 against 0.234-0.250), llzo within 6.1
 (-6.1 on the top face after the first half cycle), lps within 6.2 (+6.2 on the
 top face at 2 h, as its voids fill); the issue's 3-point target is measured on
 180-angle scans by ``benchmarks/segmentation.py``.

@@ -112,6 +112,32 @@ def test_radial_features_are_distances_to_axis_and_rim_in_um():
         column_inputs(spec, u, 8, "top", 1.5)
 
 
+
+def test_face_normalise_maps_the_face_li_to_0_and_its_se_to_1():
+    """A face whose Li reads 0.3 and SE 0.8 (a contrast drift) is rescaled to 0 and 1 from its own
+    pellet columns (outside columns at another level do not move the levels); a face without SE
+    contrast is left as it is; the model flag needs the pellet geometry."""
+    from sscell_live.segment.columns import column_inputs, face_normalise
+
+    k_out, k_in = 6, 5
+    ny = nx = 21
+    geom = {"centre_y": 10.0, "centre_x": 10.0, "radius": 7.0}
+    yy, xx = np.mgrid[:ny, :nx]
+    pellet = np.hypot(yy - 10.0, xx - 10.0) <= 7.0
+    u = np.full((30, ny, nx), 0.3, np.float32)  # Li above the face (top side)
+    u[12:] = 0.8  # SE from layer 12
+    u[11] = 0.1  # a dark layer at the face (void / interphase): must not set the Li level
+    u[:, ~pellet] = 5.0  # housing outside the pellet
+    spec = {"sigmas_um": [0.0], "k_out": k_out, "k_in": k_in, "face_norm": True}
+    x = column_inputs(spec, u, 12, "top", 1.5, geom)
+    # electrode side nearest the face first: layer 11 (0.1), then Li; then SE layers
+    assert np.allclose(x[pellet][:, 0], (0.1 - 0.3) / 0.5)
+    assert np.allclose(x[pellet][:, 1:k_out], 0.0) and np.allclose(x[pellet][:, k_out:], 1.0)
+    flat = np.full((ny, nx, k_out + k_in), 0.5, np.float32)
+    assert face_normalise(flat, pellet, k_out, k_in) is flat
+    with pytest.raises(ValueError, match="geometry"):
+        column_inputs(spec, u, 12, "top", 1.5)
+
 def test_filament_tips_extend_a_filament_by_its_one_voxel_tail_only():
     """A 3x3 filament from the top face tapers to a 1-voxel tail (grey 0.5) down to layer 50: the tips
     follow the tail to its end, one voxel per layer; an unconnected 1-voxel line and SE noise are not added."""

@@ -130,6 +130,28 @@ def test_shallow_pore_chains_are_not_cracks_but_deep_channels_are():
     assert not cm[:, 3:5, 3:5].any() and cm[:, 12:14, 12:15].all()
 
 
+def test_a_dark_housing_sleeve_is_not_a_crack_ring():
+    """A pellet in a sleeve that reads darker than the transparency level (0.16 of the SE grey, a polymer
+    housing): the pellet circle drawn wide for the Paganin halo takes in the sleeve's first voxels, which
+    once made a ring of vacuum through the whole SE, a crack spanning the pellet (1600-2200 um3 here).
+    A real crack through the SE is still found."""
+    n = 96
+    rng = np.random.default_rng(0)
+    vol = np.zeros((n, n, n), np.float32)
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - n / 2, xx - n / 2)
+    disk, sleeve = r < 0.4 * n, (r >= 0.4 * n) & (r < 0.47 * n)
+    vol[:, sleeve] = 2e-4
+    for a, b, level in ((0, 10, 1.2e-2), (10, 34, 5e-5), (34, 62, 1e-3), (62, 86, 5e-5), (86, n, 1.2e-2)):
+        vol[a:b, disk] = level  # steel | Li | SE | Li | steel
+    vol += rng.normal(0, 1e-4, vol.shape).astype(np.float32)
+    m = measure(segment(vol, VOX), VOX)
+    assert m["crack_volume_um3"] == 0.0 and not m["crack_spans_pellet"]
+    vol[34:62, 46:49, 30:60] = 0.0  # a 3-voxel-wide crack through the SE, away from the rim
+    m = measure(segment(vol, VOX), VOX)
+    assert m["crack_spans_pellet"] and m["crack_volume_um3"] >= 0.8 * 28 * 3 * 30 * VOX**3
+
+
 def test_li_filaments_rule_on_a_synthetic_garnet():
     """A 3x3 dark channel from a face is a Li filament; a round pore and a short dent are not."""
     from sscell_live.segment.classical import li_filaments

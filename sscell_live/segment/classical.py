@@ -127,7 +127,8 @@ def segmentation_notes(preset: str | None = None) -> list[str]:
         notes.append(
             "segmentation (LSPS): the 3-4-voxel voids next to the sulfide read close to the Li beside them; "
             "contact fraction within 3 points on 31 of 36 twin faces (worst 4.1). Each face's error is a fixed "
-            "offset set by its own void pattern (a re-scan with new noise moves it by under 0.5 points), so the "
+            "offset set by its own void pattern (re-scans of three faces with new noise moved it by at most "
+            "0.9 points against offsets up to 4.9), so the "
             "contact change since the first scan is within 3 points on 29 of 30 (worst 3.2)."
         )
     if preset == "llzo":
@@ -137,7 +138,7 @@ def segmentation_notes(preset: str | None = None) -> list[str]:
             f"{lim['crack_width_vox']} voxels across; their 1-voxel tails are followed from there; filaments within "
             f"{LI_FILAMENT_RIM_UM:g} um of the pellet rim are missed, so crack_penetration_fraction can read low "
             "(twin: -13 to 0 points of SE thickness, within 10 points in 8 of 9 states). "
-            "Confidence: medium (twin: crack volume -15 to +28 %)."
+            "Confidence: medium (twin: crack volume -6 to +24 %)."
         )
     else:
         notes.append(

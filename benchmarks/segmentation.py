@@ -155,12 +155,11 @@ def evaluate(seeds, chemistries=("lps", "lsps", "llzo"), cache=None, checks=None
         err = compare_metrics(m, truth, truth["se_thickness_um"], det)
         err["name"], err["seconds"] = name, dt
         # contact change since the first scan, measured against true (None on the first scan itself)
-        first.setdefault(key, (m, truth))
-        m0, t0 = first[key]
+        is_first = key not in first
+        m0, t0 = first.setdefault(key, (m, truth))
         for side in ("top", "bottom"):
             c = f"contact_fraction_{side}"
-            err[f"contact_change_{side}_pts"] = (None if m0 is m else
-                                                 100 * ((m[c] - m0[c]) - (truth[c] - t0[c])))
+            err[f"contact_change_{side}_pts"] = None if is_first else 100 * ((m[c] - m0[c]) - (truth[c] - t0[c]))
         counts += iou_counts(pred, labels)
         if unet is not None:
             cal = cals[key]

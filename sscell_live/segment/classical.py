@@ -63,7 +63,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..registry import Material
-from .columns import column_net_outputs
+from .columns import column_net_outputs, pellet_mask
 
 __all__ = [
     "DETECTION_LIMITS",
@@ -688,9 +688,7 @@ def filament_tips(u_se: np.ndarray, fil: np.ndarray, core: np.ndarray, level: fl
 
 
 def _pellet_mask(shape_yx, lay: dict) -> np.ndarray:
-    ny, nx = shape_yx
-    yy, xx = np.mgrid[:ny, :nx]
-    return np.hypot(yy - lay["centre_y"], xx - lay["centre_x"]) <= lay["radius"]
+    return pellet_mask(shape_yx, lay)
 
 
 def face_features(us: np.ndarray, face: int, side: str, pellet: np.ndarray) -> np.ndarray:

@@ -38,8 +38,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["U_RANGE", "face_normalise", "column_inputs", "column_net_outputs", "column_profiles", "fit_column_net", "mlp_forward",
-           "radial_features"]
+__all__ = ["U_RANGE", "column_inputs", "column_net_outputs", "column_profiles", "face_normalise", "fit_column_net",
+           "mlp_forward", "pellet_mask", "radial_features"]
 
 #: Grey range fed to the network (normalised units: 0 Li/transparent, 1 SE); outliers are clipped.
 U_RANGE = (-2.0, 4.0)
@@ -82,6 +82,13 @@ def radial_features(shape_yx, geometry: dict, voxel_size_um: float, clip_um: flo
     return (np.clip(f, 0.0, clip_um) / clip_um).astype(np.float32)
 
 
+def pellet_mask(shape_yx, geometry: dict) -> np.ndarray:
+    """(y, x) bool: columns inside the pellet circle ``geometry`` (``centre_y``, ``centre_x``, ``radius``, voxels)."""
+    ny, nx = shape_yx
+    yy, xx = np.mgrid[:ny, :nx]
+    return np.hypot(yy - geometry["centre_y"], xx - geometry["centre_x"]) <= geometry["radius"]
+
+
 def face_normalise(profiles: np.ndarray, pellet: np.ndarray, k_out: int, k_in: int) -> np.ndarray:
     """Profiles of one face rescaled so that its Li reads 0 and its SE reads 1, float32 (y, x, F).
 
@@ -113,10 +120,7 @@ def column_inputs(model: dict, u: np.ndarray, face: int, side: str, voxel_size_u
     if (model.get("radial_um") or model.get("face_norm")) and geometry is None:
         raise ValueError("this column model reads the pellet (radial position or face levels): pass its geometry")
     if model.get("face_norm"):
-        ny, nx = u.shape[1:]
-        yy, xx = np.mgrid[:ny, :nx]
-        pellet = np.hypot(yy - geometry["centre_y"], xx - geometry["centre_x"]) <= geometry["radius"]
-        f = face_normalise(f, pellet, model["k_out"], model["k_in"])
+        f = face_normalise(f, pellet_mask(u.shape[1:], geometry), model["k_out"], model["k_in"])
     if model.get("radial_um"):
         f = np.concatenate([f, radial_features(u.shape[1:], geometry, voxel_size_um, float(model["radial_um"]))],
                            axis=-1)

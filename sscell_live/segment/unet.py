@@ -208,8 +208,9 @@ class UNetSegmenter:
         if columns == "all":
             keep = np.ones((ny, nx), bool)
         elif columns == "pellet":
-            yy, xx = np.mgrid[:ny, :nx]
-            keep = np.hypot(yy - lay["centre_y"], xx - lay["centre_x"]) <= lay["radius"]
+            from .columns import pellet_mask
+
+            keep = pellet_mask((ny, nx), lay)
         else:
             raise ValueError(f"columns must be 'all' or 'pellet', got {columns!r}")
         pred = self.predict_slabs(extract_slabs(u, lay["se_top"], lay["se_bottom"]))

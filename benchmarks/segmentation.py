@@ -214,7 +214,6 @@ def target_counts(rows) -> dict:
 def slab_iou(segmenter, seeds, chemistries=("lps", "lsps", "llzo"), cache=None) -> dict:
     """Per-class IoU of a U-Net on the interface slabs of the held-out states (calibration held)."""
     from sscell_live.segment._tune import dataset
-
     from sscell_live.segment._twindata import METRIC_CHECKS
 
     c = np.zeros((len(CLASSES), 2), dtype=np.int64)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sscell_live.metrics import measure
+from sscell_live.registry import Material
 from sscell_live.segment import Calibration, SegmentationError, segment
 from sscell_live.segment._twindata import scan_and_reconstruct, twin_states
 
@@ -145,8 +146,12 @@ def test_a_dark_housing_sleeve_is_not_a_crack_ring():
     for a, b, level in ((0, 10, 1.2e-2), (10, 34, 5e-5), (34, 62, 1e-3), (62, 86, 5e-5), (86, n, 1.2e-2)):
         vol[a:b, disk] = level  # steel | Li | SE | Li | steel
     vol += rng.normal(0, 1e-4, vol.shape).astype(np.float32)
-    m = measure(segment(vol, VOX), VOX)
+    labels = segment(vol, VOX)
+    m = measure(labels, VOX)
     assert m["crack_volume_um3"] == 0.0 and not m["crack_spans_pellet"]
+    # the sleeve columns are housing, not SE (they were SE: 2016 voxels outside the pellet)
+    assert not (labels[34:62][:, ~disk] == Material.SE).any()
+    assert (labels[40:56][:, sleeve] == Material.HOUSING).mean() > 0.9
     vol[34:62, 46:49, 30:60] = 0.0  # a 3-voxel-wide crack through the SE, away from the rim
     m = measure(segment(vol, VOX), VOX)
     assert m["crack_spans_pellet"] and m["crack_volume_um3"] >= 0.8 * 28 * 3 * 30 * VOX**3

@@ -21,6 +21,7 @@ import numpy as np
 from ..metrics import crack_mask, find_layout, measure
 from ..metrics.interface import _leading_run, electrode_region
 from ..registry import Material
+from ._twindata import METRIC_CHECKS, N_ANGLES
 from .classical import (
     FACE_SIGMA_VOX,
     MODEL_PATH,
@@ -30,7 +31,6 @@ from .classical import (
     fit_face_model,
     se_slab_labels,
 )
-from ._twindata import METRIC_CHECKS, N_ANGLES
 from .columns import column_inputs, fit_column_net, mlp_forward
 
 VOXEL_UM = 1.5

@@ -125,11 +125,13 @@ def segmentation_notes(preset: str | None = None) -> list[str]:
     ]
     if preset == "lsps":
         notes.append(
-            "segmentation (LSPS): the 3-4-voxel voids next to the sulfide read close to the Li beside them; "
-            "contact fraction within 3 points on 31 of 36 twin faces (worst 4.1). Each face's error is a fixed "
-            "offset set by its own void pattern (re-scans of three faces with new noise moved it by at most "
-            "0.9 points against offsets up to 4.9), so the "
-            "contact change since the first scan is within 3 points on 29 of 30 (worst 3.2)."
+            "segmentation (LSPS): Li and vacuum both read almost transparent next to the sulfide, so contact "
+            "is told by the dark Li beside the bright interphase, and columns in contact behind a thin "
+            "(2-voxel) interphase read like voids; contact fraction within 3 points on 31 of 36 twin faces "
+            "(worst 4.1). Each face's error is set by its own void and interphase pattern at this resolution: "
+            "scans of the worst faces without noise or rings keep it within 0.6 points, other noise draws move "
+            "it by up to 1.1 (benchmarks/segmentation_limits.py); so the contact change since the first scan "
+            "is within 3 points on 29 of 30 (worst 3.2)."
         )
     if preset == "llzo":
         notes.append(
@@ -138,7 +140,9 @@ def segmentation_notes(preset: str | None = None) -> list[str]:
             f"{lim['crack_width_vox']} voxels across; their 1-voxel tails are followed from there; filaments within "
             f"{LI_FILAMENT_RIM_UM:g} um of the pellet rim are missed, so crack_penetration_fraction can read low "
             "(twin: -13 to 0 points of SE thickness, within 10 points in 8 of 9 states). "
-            "Confidence: medium (twin: crack volume -6 to +24 %)."
+            "Confidence: medium (twin: crack volume -6 to +24 %; the +24 % is a cluster of sub-surface pores "
+            "that photon noise joins into a false filament in some scans: -6 to +32 % over 5 noise draws, -6 % "
+            "without noise)."
         )
     else:
         notes.append(
@@ -532,7 +536,8 @@ LI_FILAMENT_GROW_VOX = 3
 
 
 def se_slab_labels(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, options: dict) -> np.ndarray:
-    """Codes of the SE slab (SE, vacuum for transparent voxels, Li for garnet filaments), uint8 (z, y, x).
+    """Codes of the SE slab (SE, vacuum for transparent voxels, Li for garnet filaments, housing for the
+    sleeve columns of the pellet rim), uint8 (z, y, x).
 
     ``options``: ``transparent_level``, ``transparent_sigma_um``, ``crack_min_depth_um``,
     ``li_filament_level``, ``li_filament_min_depth_um`` (see :func:`segment`).
@@ -543,8 +548,8 @@ def se_slab_labels(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, o
     se_u = ndimage.gaussian_filter(u_se, sig) if sig > 0 else u_se
     # columns of the outermost ring that never read even half the SE grey are the sleeve, not SE
     rim = pellet & ~ndimage.binary_erosion(pellet, iterations=max(1, round(TRANSPARENT_RIM_UM / v)))
+    sleeve = np.zeros_like(rim)
     if rim.any() and u_se.shape[0] > 0:
-        sleeve = np.zeros_like(rim)
         sleeve[rim] = np.percentile(u_se[:, rim], 97, axis=0) < 0.5
         pellet = pellet & ~sleeve
     transparent = se_transparent(se_u, pellet, float(o.get("transparent_level", 0.5)))
@@ -556,6 +561,7 @@ def se_slab_labels(u_se: np.ndarray, pellet: np.ndarray, voxel_size_um: float, o
                            float(o.get("li_filament_min_depth_um", LI_FILAMENT_MIN_DEPTH_UM)),
                            tip_level=None if tip is None else float(tip))
         slab[fil] = Material.LI
+    slab[:, sleeve] = Material.HOUSING  # labelled what they are, so that measure's pellet ends at the SE
     return slab
 
 

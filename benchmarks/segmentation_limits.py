@@ -34,8 +34,6 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from sscell_live.metrics import measure
 from sscell_live.segment import Calibration
 
@@ -67,20 +65,6 @@ def detectors(noise_draws: int = 1) -> dict:
     }
 
 
-def rescan(twin, detector, rng) -> np.ndarray:
-    """Scan and reconstruct like ``_twindata.scan_and_reconstruct``, with this detector and noise draw."""
-    from sscell_live.segment._recon import reconstruct_scan
-    from sscell_live.segment._twindata import N_ANGLES, PAGANIN_DELTA_BETA
-
-    angles = np.linspace(0.0, np.pi, N_ANGLES, endpoint=False)
-    scan = twin.scan(angles, detector=detector, rng=rng)
-    paganin = {"energy_keV": float(scan.energy_keV),
-               "distance_mm": float(scan.metadata.get("sample_detector_distance_mm", 100.0)),
-               "pixel_size_um": float(scan.pixel_size_um), "delta_beta": PAGANIN_DELTA_BETA}
-    return reconstruct_scan(scan.projections, scan.angles_rad, scan.flats, scan.darks, scan.centre_px,
-                            paganin=paganin, ring_removal="sorting")
-
-
 def error(metric: str, truth: float, value: float) -> float:
     """Points for fractions, relative error for volumes."""
     if "fraction" in metric:
@@ -94,7 +78,11 @@ def within(metric: str, err: float) -> bool:
 
 def run_case(chemistry: str, seed: int, state: float, metrics: list[str], noise_draws: int = 1) -> list[dict]:
     """Errors of ``metrics`` of one twin state under each scan setting of :func:`detectors`."""
-    from sscell_live.segment._twindata import METRIC_CHECKS, twin_states
+    from sscell_live.segment._twindata import (
+        METRIC_CHECKS,
+        scan_and_reconstruct,
+        twin_states,
+    )
 
     checks = tuple(c for c in METRIC_CHECKS[chemistry] if c <= state + 1e-9)
     if not checks or abs(checks[-1] - state) > 1e-9:
@@ -103,12 +91,14 @@ def run_case(chemistry: str, seed: int, state: float, metrics: list[str], noise_
     dets = detectors(noise_draws)
     for name, twin in twin_states(chemistry, seed, checks=checks):
         if cal is None:  # the experiment's first scan, as in benchmarks/segmentation.py
-            cal = Calibration.fit(rescan(twin, *dets["default"]), VOXEL_UM, preset=chemistry)
+            det, rng = dets["default"]
+            cal = Calibration.fit(scan_and_reconstruct(twin, detector=det, rng=rng), VOXEL_UM, preset=chemistry)
         if abs(float(name.rsplit("-h", 1)[1]) - state) > 1e-9:
             continue
         labels = twin.labels()
         truth = measure(labels, VOXEL_UM)
-        measured = {k: measure(cal.apply(rescan(twin, *d)), VOXEL_UM) for k, d in dets.items()}
+        measured = {k: measure(cal.apply(scan_and_reconstruct(twin, detector=det, rng=rng)), VOXEL_UM)
+                    for k, (det, rng) in dets.items()}
         rows = []
         for metric in metrics:
             errs = {k: error(metric, float(truth[metric]), float(m[metric])) for k, m in measured.items()}

@@ -66,12 +66,18 @@ def twin_states(chemistry: str, seed: int, checks=None, n_lateral: int = 96):
 
 
 def scan_and_reconstruct(twin, n_angles: int = N_ANGLES, delta_beta: float | None = PAGANIN_DELTA_BETA,
-                         bad_pixel_fraction: float = 0.002, rng=None) -> np.ndarray:
-    """Simulated scan of the twin's state, reconstructed into a (z, y, x) float32 volume."""
+                         bad_pixel_fraction: float = 0.002, rng=None, detector=None) -> np.ndarray:
+    """Simulated scan of the twin's state, reconstructed into a (z, y, x) float32 volume.
+
+    ``detector``: a ``twin.Detector`` to scan with instead of the default (0.7-px PSF,
+    ``bad_pixel_fraction`` defective pixels); ``rng``: the noise draw (None: the twin's own).
+    """
     from sscell_live.twin import Detector
 
+    if detector is None:
+        detector = Detector(psf_sigma_px=0.7, bad_pixel_fraction=bad_pixel_fraction)
     angles = np.linspace(0.0, np.pi, n_angles, endpoint=False)
-    scan = twin.scan(angles, detector=Detector(psf_sigma_px=0.7, bad_pixel_fraction=bad_pixel_fraction), rng=rng)
+    scan = twin.scan(angles, detector=detector, rng=rng)
     paganin = None
     if delta_beta:
         paganin = {"energy_keV": float(scan.energy_keV),
